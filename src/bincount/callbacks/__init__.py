@@ -1,0 +1,1 @@
+"""Callbacks: plain progress lines, training-health rules, profiling summaries."""

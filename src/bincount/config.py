@@ -1,0 +1,31 @@
+"""Hydra/OmegaConf glue: resolvers the configs use, and where the project's configs live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def project_root() -> Path:
+    """The folder holding `conf/`: the checkout, or $BINCOUNT_ROOT (e.g. a SageMaker bundle)."""
+    env = os.environ.get("BINCOUNT_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parents[2]  # src/bincount/config.py -> checkout
+    if (here / "conf").is_dir():
+        return here
+    return Path.cwd().resolve()
+
+
+def config_dir() -> Path:
+    return project_root() / "conf"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("bincount_root"):
+        OmegaConf.register_new_resolver("bincount_root", lambda: str(project_root()))
+
+
+register_resolvers()

@@ -1,0 +1,1 @@
+"""Models: timm backbones with offline weights, the count LightningModule and its metrics."""

@@ -1,0 +1,1 @@
+"""Data: sources in the bucket layout, the manifest, transforms and the data module."""

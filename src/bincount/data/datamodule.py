@@ -1,0 +1,134 @@
+"""The LightningDataModule over bin images: manifest -> datasets -> loaders."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from bincount.data import manifest, sources, transforms
+from bincount.errors import BincountError
+
+log = logging.getLogger(__name__)
+
+
+class BinImages(Dataset):
+    """(image tensor, class index) for manifest rows; class = index of the count in `counts`."""
+
+    def __init__(self, folder: Path, rows: list[manifest.Row], counts: list[int], transform):
+        self.folder = folder
+        self.ids = [r.id for r in rows]
+        index = {c: i for i, c in enumerate(counts)}
+        self.targets = [index[r.count] for r in rows]
+        self.transform = transform
+        self.size = transform.transforms[0].size
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        im = transforms.open_rgb(sources.image_path(self.folder, self.ids[i]), self.size)
+        return self.transform(im), self.targets[i]
+
+
+class BinDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        source: str,
+        cache_dir: str,
+        counts: list[int] = (1, 2, 3, 4, 5),
+        file_list: str | None = None,
+        split: list[float] = (0.6, 0.2, 0.2),
+        seed: int = 42,
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        jitter: float = 0.2,
+        max_per_split: int | None = None,
+        mean: list[float] = transforms.IMAGENET_MEAN,
+        std: list[float] = transforms.IMAGENET_STD,
+    ):
+        super().__init__()
+        self.source = str(source)
+        self.cache_dir = Path(cache_dir)
+        self.counts = sorted(int(c) for c in counts)
+        if not self.counts:
+            raise BincountError("data.counts is empty: list the counts to train on, e.g. [1,2,3]")
+        self.file_list = file_list
+        self.split = tuple(float(f) for f in split)
+        self.seed = seed
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise BincountError(f"batch_size={batch_size} must be at least 1")
+        self.num_workers = (
+            min(2, os.cpu_count() or 1) if num_workers is None else int(num_workers)
+        )
+        self.jitter = jitter
+        self.max_per_split = max_per_split
+        self.preprocess = transforms.preprocess_spec(image_size, mean, std)
+        self.folder: Path | None = None
+        self.rows: list[manifest.Row] = []
+        self.manifest_path: Path | None = None
+        self.datasets: dict[str, BinImages] = {}
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: fetch an s3 source and build the manifest once.
+        self._load()
+
+    def _load(self) -> None:
+        folder = sources.resolve_source(self.source, self.cache_dir)
+        file_list = None
+        if self.file_list:
+            file_list = Path(self.file_list)
+            if not file_list.is_absolute() and not file_list.exists():
+                file_list = folder / file_list
+        self.manifest_path, self.rows = manifest.load_or_build(
+            folder, self.cache_dir, self.counts, self.split, self.seed, file_list
+        )
+        self.folder = folder
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        if not self.rows:
+            self._load()
+        for split in manifest.SPLITS:
+            rows = [r for r in self.rows if r.split == split]
+            if self.max_per_split and len(rows) > self.max_per_split:
+                rows = random.Random(self.seed).sample(rows, self.max_per_split)
+            tf = transforms.build(self.preprocess, train=split == "train", jitter=self.jitter)
+            self.datasets[split] = BinImages(self.folder, rows, self.counts, tf)
+        sizes = {s: len(d) for s, d in self.datasets.items()}
+        if not sizes["train"]:
+            raise BincountError(f"the train split is empty ({sizes}): use more data")
+        log.info("data %s: %s (manifest %s)", self.folder, sizes, self.manifest_path)
+
+    def class_counts(self, split: str = "train") -> list[int]:
+        targets = self.datasets[split].targets
+        return [targets.count(i) for i in range(len(self.counts))]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.datasets[split]
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(ds) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

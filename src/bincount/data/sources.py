@@ -1,0 +1,97 @@
+"""Data sources in the bucket's layout: `bin-images/<id>.jpg`, `metadata/<id>.json`.
+
+A source setting is either a local folder or an `s3://bucket[/prefix]` URI. Either way the rest
+of the pipeline sees a local folder in that layout: an s3 source is cached locally first.
+Ids are strings and stay strings (`00127` and `127` are different images).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from bincount.errors import BincountError
+
+IMAGES = "bin-images"
+METADATA = "metadata"
+FILE_LIST = "file_list.json"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def is_s3_uri(source: str) -> bool:
+    return str(source).startswith("s3://")
+
+
+def check_id(image_id: str) -> str:
+    """Refuse ids that could escape the data folder (`../x`, `/etc/passwd`, odd characters)."""
+    if not isinstance(image_id, str) or not _SAFE_ID.match(image_id):
+        raise BincountError(
+            f"invalid image id {image_id!r}: ids are letters, digits, '-' and '_' only "
+            "(no paths, dots or spaces); fix the id list"
+        )
+    return image_id
+
+
+def image_path(folder: Path, image_id: str) -> Path:
+    return folder / IMAGES / f"{check_id(image_id)}.jpg"
+
+
+def metadata_path(folder: Path, image_id: str) -> Path:
+    return folder / METADATA / f"{check_id(image_id)}.json"
+
+
+def resolve_source(source: str, cache_dir: str | Path) -> Path:
+    """Turn a `data.source` setting into a local folder in the bucket layout."""
+    if not source:
+        raise BincountError(
+            "data.source is empty: set data.source=PATH (a folder with bin-images/ and "
+            "metadata/) or data.source=s3://aft-vbi-pds"
+        )
+    if is_s3_uri(source):
+        from bincount.data import s3  # imported lazily: boto3 is only needed for s3 sources
+
+        return s3.cached_source(source, Path(cache_dir))
+    return check_folder(Path(source))
+
+
+def check_folder(folder: Path) -> Path:
+    folder = folder.expanduser()
+    hint = (
+        "set data.source=PATH to a folder with bin-images/<id>.jpg and metadata/<id>.json "
+        "(the bucket's layout), or data.source=s3://aft-vbi-pds"
+    )
+    if not folder.exists():
+        raise BincountError(f"data folder {folder} does not exist: {hint}")
+    if not folder.is_dir():
+        raise BincountError(f"data source {folder} is not a folder: {hint}")
+    missing = [d for d in (IMAGES, METADATA) if not (folder / d).is_dir()]
+    if missing:
+        raise BincountError(f"data folder {folder} has no {' or '.join(missing)}/ inside: {hint}")
+    if not any((folder / METADATA).glob("*.json")):
+        raise BincountError(f"data folder {folder} is empty (no metadata/*.json): {hint}")
+    return folder.resolve()
+
+
+def list_ids(folder: Path) -> list[str]:
+    """Every id with a metadata file, as strings, sorted."""
+    return sorted(p.stem for p in (folder / METADATA).glob("*.json"))
+
+
+def file_list_ids(path: Path) -> list[str]:
+    """Ids of a seed `file_list.json`: {"1": ["data/metadata/100313.json", ...], ...}."""
+    try:
+        listing = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BincountError(
+            f"file list {path} not found: set data.file_list=PATH or data.file_list=null"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise BincountError(f"file list {path} is not valid JSON ({e}): fix or replace it") from None
+    if not isinstance(listing, dict):
+        raise BincountError(f"file list {path} must map counts to lists of metadata paths")
+    ids = []
+    for entries in listing.values():
+        for entry in entries:
+            ids.append(check_id(Path(str(entry)).stem))
+    return ids

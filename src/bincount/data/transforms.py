@@ -1,0 +1,76 @@
+"""Image preprocessing that keeps the whole bin in view.
+
+Every image is letterboxed: scaled so its longer side fits `image_size`, then padded to a
+square. Nothing is ever cropped, because a crop can cut objects out and change the true count.
+Training adds flips and mild colour jitter only. The same `preprocess` dict (size, mean, std)
+is stored in every checkpoint, so inference rebuilds exactly the evaluation transform.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def open_rgb(source: str | Path | bytes, size: int) -> Image.Image:
+    """Decode a JPEG/PNG at the smallest scale that is still at least `size` (PIL draft)."""
+    im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    im.draft("RGB", (size, size))
+    return im.convert("RGB")
+
+
+class Letterbox:
+    """Resize the longer side to `size` (keeping the aspect ratio) and pad to size x size."""
+
+    def __init__(self, size: int, fill: tuple[int, int, int] = (0, 0, 0)):
+        self.size = size
+        self.fill = fill
+
+    def __call__(self, im: Image.Image) -> Image.Image:
+        w, h = im.size
+        scale = self.size / max(w, h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0)
+        if (nw, nh) == (self.size, self.size):
+            return im
+        canvas = Image.new("RGB", (self.size, self.size), self.fill)
+        canvas.paste(im, ((self.size - nw) // 2, (self.size - nh) // 2))
+        return canvas
+
+    def __repr__(self) -> str:
+        return f"Letterbox(size={self.size})"
+
+
+def preprocess_spec(image_size: int, mean, std) -> dict:
+    """What inference needs to reproduce evaluation preprocessing; stored in checkpoints."""
+    return {
+        "resize": "letterbox",
+        "image_size": int(image_size),
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+    }
+
+
+def build(preprocess: dict, train: bool = False, jitter: float = 0.2) -> v2.Compose:
+    """The transform from a PIL image to a normalised float tensor (C, H, W)."""
+    mean, std = preprocess["mean"], preprocess["std"]
+    fill = tuple(round(255 * m) for m in mean)  # pads become ~0 after normalisation
+    steps: list = [Letterbox(preprocess["image_size"], fill)]
+    if train:
+        steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+        if jitter:
+            steps.append(v2.ColorJitter(jitter, jitter, jitter, min(jitter / 4, 0.05)))
+    steps += [
+        v2.PILToTensor(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean, std),
+    ]
+    return v2.Compose(steps)

@@ -1,0 +1,109 @@
+"""Shared fixtures: the real images of ../shared/abid, small sources made from them, a composed
+config, and a small trained run built once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from bincount.config import config_dir, project_root
+
+ROOT = project_root()
+ABID = Path(os.environ.get("BINCOUNT_ABID", ROOT.parent / "shared" / "abid"))
+
+# Tests never reach a model hub: the offline check must fail fast and the same way everywhere.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session")
+def abid() -> Path:
+    """The shared mirror of the bucket (read-only: never write into it)."""
+    if not (ABID / "metadata").is_dir():
+        pytest.fail(f"{ABID} is missing: the tests need ../shared/abid beside the checkout")
+    return ABID
+
+
+def ids_by_count(folder: Path) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for meta in sorted((folder / "metadata").glob("*.json")):
+        count = json.loads(meta.read_text())["EXPECTED_QUANTITY"]
+        out.setdefault(count, []).append(meta.stem)
+    return out
+
+
+def make_source(abid: Path, dest: Path, per_count: int, counts=(1, 2, 3, 4, 5)) -> Path:
+    """A folder in the bucket layout with `per_count` real images of each count (copies)."""
+    (dest / "bin-images").mkdir(parents=True, exist_ok=True)
+    (dest / "metadata").mkdir(parents=True, exist_ok=True)
+    groups = ids_by_count(abid)
+    for count in counts:
+        for image_id in groups[count][:per_count]:
+            shutil.copy(abid / "bin-images" / f"{image_id}.jpg", dest / "bin-images")
+            shutil.copy(abid / "metadata" / f"{image_id}.json", dest / "metadata")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_source(abid, tmp_path_factory) -> Path:
+    """40 real images: 8 of each count 1..5."""
+    return make_source(abid, tmp_path_factory.mktemp("tiny") / "abid", per_count=8)
+
+
+@pytest.fixture
+def make_cfg(tmp_path) -> Callable[..., DictConfig]:
+    """Compose conf/train.yaml with overrides, writing runs and caches under tmp_path."""
+
+    def _make(*overrides: str, root: str = "train") -> DictConfig:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose(
+                root,
+                overrides=[
+                    f"paths.data_dir={tmp_path / 'data'}",
+                    f"paths.log_dir={tmp_path / 'outputs'}",
+                    *overrides,
+                ],
+            )
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+        return cfg
+
+    return _make
+
+
+def run_train(*overrides: str, cwd: Path | None = None, env: dict | None = None, timeout=600):
+    """Run `python train.py` as a user would; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *overrides],
+        cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_source, tmp_path_factory) -> Path:
+    """A small real run (EfficientNet-Lite0, 96 px, 2 epochs on 40 images): its run folder,
+    with config.yaml, checkpoints/best.ckpt, checkpoints/last.ckpt and metrics.json."""
+    base = tmp_path_factory.mktemp("trained")
+    run_dir = base / "run"
+    proc = run_train(
+        "experiment=smoke",
+        f"data.source={tiny_source}",
+        f"paths.data_dir={base / 'data'}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.max_epochs=2",
+        "data.num_workers=0",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir

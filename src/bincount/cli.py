@@ -1,11 +1,17 @@
-"""The `bincount` console script: parses arguments and calls the package's modules."""
+"""The `bincount` console script: parses arguments and calls the package's modules.
+
+Subcommands live in `bincount.commands.<area>` modules, each with `register(subparsers)`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
+import pkgutil
 import sys
 
-from bincount import __version__
+from bincount import __version__, commands
 from bincount.errors import BincountError
 
 
@@ -14,11 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bincount", description="Count the objects in photos of warehouse bins."
     )
     parser.add_argument("--version", action="version", version=f"bincount {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -29,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except BincountError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Reports: describe a dataset, compare runs, evaluate checkpoints, report on a run."""

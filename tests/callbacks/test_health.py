@@ -106,9 +106,9 @@ def test_grad_norms_csv_has_one_row_per_step_and_a_column_per_layer(fit, small_c
 
 
 def test_unknown_rules_and_options_are_named():
-    with pytest.raises(BincountError, match="unknown health rule.*overfit"):
+    with pytest.raises(BincountError, match=r"unknown health rule.*overfit"):
         TrainingHealth(rules={"overfit": {}})
-    with pytest.raises(BincountError, match="no option.*pateince.*patience"):
+    with pytest.raises(BincountError, match=r"no option.*pateince.*patience"):
         TrainingHealth(rules={"overtraining": {"pateince": 3}})
 
 

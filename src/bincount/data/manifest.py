@@ -39,9 +39,16 @@ class Row:
 def read_count(path: Path) -> int:
     """EXPECTED_QUANTITY of a metadata file; BincountError says what is wrong with it."""
     try:
-        meta = json.loads(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise BincountError(f"{path}: metadata file missing") from None
+    return parse_count(data, path)
+
+
+def parse_count(data: bytes, path: Path | str) -> int:
+    """EXPECTED_QUANTITY of metadata bytes (read from `path`, named in errors)."""
+    try:
+        meta = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BincountError(f"{path}: metadata is not valid JSON ({e})") from None
     if not isinstance(meta, dict) or "EXPECTED_QUANTITY" not in meta:

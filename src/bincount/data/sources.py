@@ -87,11 +87,41 @@ def file_list_ids(path: Path) -> list[str]:
             f"file list {path} not found: set data.file_list=PATH or data.file_list=null"
         ) from None
     except json.JSONDecodeError as e:
-        raise BincountError(f"file list {path} is not valid JSON ({e}): fix or replace it") from None
-    if not isinstance(listing, dict):
-        raise BincountError(f"file list {path} must map counts to lists of metadata paths")
+        raise BincountError(
+            f"file list {path} is not valid JSON ({e}): fix or replace it"
+        ) from None
+    return parse_file_list(listing, str(path))
+
+
+def parse_file_list(listing, where: str) -> list[str]:
+    """Ids of a parsed file list: the seed's {"1": ["data/metadata/100313.json", ...], ...},
+    or a plain list of ids or metadata paths."""
+    if isinstance(listing, dict) and all(isinstance(g, list) for g in listing.values()):
+        entries = [e for group in listing.values() for e in group]
+    elif isinstance(listing, list):
+        entries = listing
+    else:
+        raise BincountError(
+            f"file list {where} must map counts to lists of metadata paths (or be a list of "
+            "ids): fix or replace it"
+        )
     ids = []
-    for entries in listing.values():
-        for entry in entries:
-            ids.append(check_id(Path(str(entry)).stem))
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise BincountError(
+                f"file list {where}: entry {entry!r} is not a string (ids are strings: "
+                "'00127' and '127' are different images): quote the ids"
+            )
+        try:
+            ids.append(_entry_id(entry))
+        except BincountError as e:
+            raise BincountError(f"file list {where}: {e}") from None
     return ids
+
+
+def _entry_id(entry: str) -> str:
+    """The id of `00127`, `00127.json` or a relative `.../metadata/00127.json`."""
+    parts = entry.split("/")
+    if len(parts) > 1 and (entry.startswith("/") or ".." in parts or not entry.endswith(".json")):
+        return check_id(entry)  # a path that is not a metadata file: refused with the reason
+    return check_id(parts[-1].removesuffix(".json"))

@@ -1,0 +1,275 @@
+"""S3 access: URIs, clients (unsigned by default), a store over a bucket prefix, and the local
+cache behind `data.source=s3://...`.
+
+The public bucket `s3://aft-vbi-pds` is read without credentials (botocore's UNSIGNED).
+`AWS_ENDPOINT_URL` is honoured (boto3 reads it), so the same code talks to any S3 API server.
+Signed requests are used for private buckets: on request (`signed=True`), or automatically
+(`signed=None`) when the bucket refuses anonymous reads and credentials are configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+from bincount.data.stores import Missing, Transient, ids_from_names
+from bincount.errors import BincountError
+
+DEFAULT_SOURCE = "s3://aft-vbi-pds"
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_PART = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+$")
+_THROTTLED = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "RequestThrottled",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+}
+_MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """(bucket, prefix without slashes at either end) of `s3://bucket[/prefix]`."""
+    hint = "write it as s3://BUCKET or s3://BUCKET/PREFIX (e.g. s3://aft-vbi-pds)"
+    if not str(uri).startswith("s3://"):
+        raise BincountError(f"{uri!r} is not an s3 URI: {hint}")
+    bucket, _, prefix = str(uri)[5:].partition("/")
+    if not _BUCKET.match(bucket):
+        raise BincountError(f"{uri!r}: {bucket!r} is not a valid bucket name: {hint}")
+    prefix = prefix.strip("/")
+    parts = prefix.split("/") if prefix else []
+    if any(p in ("", ".", "..") or not _PREFIX_PART.match(p) for p in parts):
+        raise BincountError(
+            f"{uri!r}: the prefix {prefix!r} has empty, '.', '..' or unusual parts: {hint}"
+        )
+    return bucket, prefix
+
+
+def join(prefix: str, key: str) -> str:
+    return f"{prefix}/{key}" if prefix else key
+
+
+def region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def has_credentials() -> bool:
+    import boto3
+
+    return boto3.session.Session().get_credentials() is not None
+
+
+def client(signed: bool = False, pool: int = 10, attempts: int = 1):
+    """An S3 client; `attempts` > 1 lets botocore retry throttling and 5xx itself."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    config = Config(
+        signature_version=None if signed else UNSIGNED,
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+        max_pool_connections=max(pool, 10),
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    return boto3.session.Session().client("s3", region_name=region(), config=config)
+
+
+def error_code(e: Exception) -> tuple[str, int]:
+    response = getattr(e, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+def translate(e: Exception, where: str) -> Exception:
+    """The stores' exception for a botocore failure on `where` (an s3:// URI)."""
+    from botocore import exceptions as bx
+
+    if isinstance(e, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return BincountError(
+            f"no AWS credentials for a signed request to {where}: configure them (aws "
+            "configure, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or read a "
+            "public bucket without --signed"
+        )
+    if isinstance(e, bx.ConnectionError | bx.HTTPClientError | bx.IncompleteReadError):
+        return Transient(f"{where}: {e}")
+    if not isinstance(e, bx.ClientError):
+        return BincountError(f"{where}: {e}")
+    code, status = error_code(e)
+    if code in ("NoSuchKey", "NotFound", "404") or (status == 404 and code != "NoSuchBucket"):
+        return Missing("not found")
+    if code == "NoSuchBucket":
+        return BincountError(f"{where}: the bucket does not exist: check the s3:// URI")
+    if code in _THROTTLED or status >= 500 or status == 429:
+        return Transient(f"{where}: {code or status}")
+    if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+        return Missing("access denied")
+    return BincountError(
+        f"{where}: S3 answered {code or status} ({e}): check the URI, credentials "
+        "(--signed) and AWS_ENDPOINT_URL"
+    )
+
+
+def check_md5(data: bytes, etag: str | None, where: str) -> None:
+    """A single-part object's ETag is the MD5 of its bytes: a mismatch is a damaged transfer."""
+    match = _MD5_ETAG.match(etag or "")
+    if match and hashlib.md5(data).hexdigest() != match[1]:
+        raise Transient(f"{where}: body does not match its ETag (damaged in transit)")
+
+
+class S3Store:
+    """The keys under `s3://bucket/prefix/` (see stores.Store)."""
+
+    def __init__(self, uri: str, signed: bool | None = None, pool: int = 16):
+        self.bucket, self.prefix = parse_uri(uri)
+        self.description = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self.signed = bool(signed)
+        self.auto = signed is None
+        self.pool = pool
+        self.client = client(self.signed, pool)
+        self.listable = self._preflight()
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{join(self.prefix, key)}"
+
+    def _call(self, where: str, fn, **kwargs):
+        try:
+            return fn(**kwargs)
+        except Exception as e:
+            raise translate(e, where) from None
+
+    def _sign_instead(self) -> bool:
+        """In auto mode, after anonymous access was refused: switch to signed requests if
+        credentials exist (once); True if it did."""
+        if not self.auto or self.signed or not has_credentials():
+            return False
+        self.signed, self.auto = True, False
+        self.client = client(True, self.pool)
+        return True
+
+    def _preflight(self) -> bool:
+        """Check the bucket answers; True if it can be listed."""
+        from bincount.data.retry import with_retries
+
+        def probe():
+            return self._call(
+                self.description,
+                self.client.list_objects_v2,
+                Bucket=self.bucket,
+                Prefix=join(self.prefix, "metadata/"),
+                MaxKeys=1,
+            )
+
+        try:
+            with_retries(probe, attempts=3)
+        except Missing:  # listing refused
+            return self._preflight() if self._sign_instead() else False
+        except Transient as e:
+            endpoint = os.environ.get("AWS_ENDPOINT_URL", "the AWS S3 endpoint")
+            raise BincountError(
+                f"cannot reach {self.description} at {endpoint} ({e}): check the network "
+                "and AWS_ENDPOINT_URL, then run again"
+            ) from None
+        return True
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._get(key)
+        except Missing as e:
+            if str(e) == "access denied" and self._sign_instead():
+                return self._get(key)
+            raise
+
+    def _get(self, key: str) -> bytes:
+        where = self.uri(key)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=join(self.prefix, key))
+            data = response["Body"].read()
+        except Exception as e:
+            raise translate(e, where) from None
+        if len(data) != response.get("ContentLength", len(data)):
+            raise Transient(f"{where}: got {len(data)} of {response['ContentLength']} bytes")
+        check_md5(data, response.get("ETag"), where)
+        return data
+
+    def metadata_ids(self, refused: list[str]) -> Iterator[str]:
+        if not self.listable:
+            raise BincountError(
+                f"{self.description} cannot be listed anonymously: pass --signed with "
+                "credentials that may list it, or give the ids with --file-list"
+            )
+        return ids_from_names(self._names(join(self.prefix, "metadata/")), refused)
+
+    def _names(self, prefix: str) -> Iterator[str]:
+        from bincount.data.retry import with_retries
+
+        token = None
+        while True:
+            kwargs = {"Bucket": self.bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = with_retries(
+                lambda k=kwargs: self._call(prefix, self.client.list_objects_v2, **k)
+            )
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(prefix) :]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+
+def seed_file_list() -> bytes:
+    """The seed project's id list (10,441 ids of counts 1..5), shipped in the package."""
+    return resources.files("bincount").joinpath("resources/file_list.json").read_bytes()
+
+
+def cache_folder(uri: str, cache_dir: Path) -> Path:
+    bucket, prefix = parse_uri(uri)
+    return Path(cache_dir) / "s3" / bucket / prefix
+
+
+def cached_source(uri: str, cache_dir: Path, signed: bool | None = None) -> Path:
+    """A local folder in the bucket layout holding an s3 source, fetched on first use.
+
+    The ids are the bucket's own `file_list.json` when it has one (as `bincount data upload`
+    writes), else the seed's list shipped in the package. A finished fetch is recorded in the
+    folder, so later runs use the cache without any request; an interrupted one resumes.
+    """
+    from bincount.data import fetch, sources
+    from bincount.data.retry import with_retries
+
+    folder = cache_folder(uri, cache_dir)
+    if fetch.finished(folder, uri):
+        return folder
+    store = S3Store(uri, signed=signed)
+    try:
+        listing = with_retries(lambda: store.get(sources.FILE_LIST))
+        where = store.uri(sources.FILE_LIST)
+    except Missing:
+        listing, where = seed_file_list(), "the seed's file_list.json"
+    try:
+        ids = sources.parse_file_list(json.loads(listing), where)
+    except ValueError as e:
+        raise BincountError(f"{where} is not valid JSON ({e}): fix or remove it") from None
+    report = fetch.fetch(store, folder, ids, wait_for_lock=True)
+    if report.failed:
+        raise BincountError(
+            f"{len(report.failed)} files of {uri} could not be fetched into {folder} (first: "
+            f"{report.failed[0][0]}: {report.failed[0][1]}): run again to resume"
+        )
+    if not report.complete:
+        raise BincountError(
+            f"none of the {len(ids)} listed images could be fetched from {uri} (e.g. "
+            f"{(report.missing or ['?'])[0]} is missing): check data.source"
+        )
+    return folder

@@ -40,6 +40,11 @@ def test_full_fetch_equals_source_and_reports_missing_keys(abid, abid_bucket, tm
     assert sorted(report.missing) == sorted(f"metadata/{i}.json" for i in MISSING)
     assert set(report.complete) == set(ids) and report.files == 2 * len(ids)
     assert not report.failed and not report.invalid
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "out" / "bin-images" / f"{ids[0]}.jpg").stat().st_mode & 0o777 == (
+        0o666 & ~umask
+    )  # not mkstemp's 0600: a dataset others may read
     saved = json.loads((tmp_path / "out" / fetch.REPORT).read_text())
     assert saved["finished"] and sorted(saved["missing"]) == sorted(report.missing)
     # The fetched folder lists itself, so it is a data source with a file list.

@@ -1,0 +1,220 @@
+"""Batch prediction: images from files, folders, CSV lists or s3 prefixes -> predictions.csv.
+
+Inputs:
+- an image file (.jpg, .jpeg, .png, .webp, .bmp), or a folder of them (searched recursively);
+- a CSV with a `path` column (relative paths are relative to the CSV) and any other columns,
+  e.g. an expected quantity (`--expected-column`) and the true count (`--truth-column`);
+- `s3://bucket/prefix`: every image object under the prefix (honours $AWS_ENDPOINT_URL).
+
+Every image goes through `bincount.inference` (or a SageMaker endpoint); an image that cannot
+be read gets its error in the `error` column and the rest carry on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bincount import inference, verification
+from bincount.errors import BincountError
+from bincount.fileio import atomic_write_text
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+@dataclass
+class Item:
+    source: str
+    read: Callable[[], bytes]
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+def _file(path: Path, columns: dict | None = None) -> Item:
+    return Item(str(path), path.read_bytes, dict(columns or {}))
+
+
+def _csv_items(path: Path) -> Iterator[Item]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "path" not in reader.fieldnames:
+            raise BincountError(
+                f"{path} has no `path` column (columns: {reader.fieldnames}): "
+                "a CSV of images needs one, with the image file of each row"
+            )
+        for row in reader:
+            image = Path(row["path"]).expanduser()
+            yield _file(image if image.is_absolute() else path.parent / image, row)
+
+
+def _s3_items(uri: str) -> Iterator[Item]:
+    import boto3
+
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise BincountError(f"{uri} has no bucket: use s3://BUCKET/PREFIX")
+    client = boto3.client("s3")
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    except Exception as e:  # botocore's errors: no credentials, no such bucket, no network
+        raise BincountError(f"cannot list {uri} ({e}): check the URI and your AWS access") from None
+    for key in sorted(keys):
+        if key.lower().endswith(IMAGE_SUFFIXES):
+
+            def read(key=key) -> bytes:
+                return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+            yield Item(f"s3://{bucket}/{key}", read)
+
+
+def collect(inputs: list[str]) -> list[Item]:
+    """The images named by files, folders, CSV lists and s3 prefixes, in order."""
+    items: list[Item] = []
+    for given in inputs:
+        if str(given).startswith("s3://"):
+            found = list(_s3_items(given))
+        else:
+            path = Path(given).expanduser()
+            if not path.exists():
+                raise BincountError(
+                    f"{path} does not exist: give an image, a folder, a CSV or s3://"
+                )
+            if path.is_dir():
+                found = [
+                    _file(p)
+                    for p in sorted(path.rglob("*"))
+                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                ]
+            elif path.suffix.lower() == ".csv":
+                found = list(_csv_items(path))
+            else:
+                found = [_file(path)]
+        if not found:
+            raise BincountError(f"no images in {given} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        items.extend(found)
+    return items
+
+
+def _expected(item: Item, column: str | None) -> int | None:
+    if not column:
+        return None
+    if column not in item.columns:
+        raise BincountError(
+            f"--expected-column {column!r} is not a column of the input "
+            f"(columns: {sorted(item.columns) or 'none: give a CSV with a path column'})"
+        )
+    return inference.parse_expected(item.columns[column], f"{item.source}: {column}")
+
+
+def _read(item: Item, limits: dict) -> bytes:
+    try:
+        data = item.read()
+    except OSError as e:
+        raise inference.InputError(f"cannot read {item.source} ({e})") from None
+    except Exception as e:  # botocore errors for s3 objects
+        raise inference.InputError(f"cannot fetch {item.source} ({e})") from None
+    return inference.check_image(data, limits, item.source)
+
+
+def predict_local(model: inference.Model, items: list[Item], expected_column, batch_size=16):
+    """One answer dict (or {"error": ...}) per item, batched through `inference`."""
+    limits = inference.settings()["limits"]
+    answers: list[dict] = [{} for _ in items]
+    pending: list[int] = []
+    blobs: list[bytes] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        request = inference.Request(
+            blobs[:],
+            [_expected(items[i], expected_column) for i in pending],
+            batch=True,
+            names=[items[i].source for i in pending],
+        )
+        try:
+            results = inference.predict_fn(request, model)["predictions"]
+        except inference.InputError:  # one broken image: answer the chunk one by one
+            results = []
+            for i, blob in zip(pending, blobs, strict=True):
+                single = inference.Request(
+                    [blob], request.expected[len(results) : len(results) + 1]
+                )
+                single.names = [items[i].source]
+                try:
+                    results.append(inference.predict_fn(single, model))
+                except inference.InputError as e:
+                    results.append({"error": str(e)})
+        for i, answer in zip(pending, results, strict=True):
+            answers[i] = answer
+        pending.clear()
+        blobs.clear()
+
+    for i, item in enumerate(items):
+        _expected(item, expected_column)  # a bad expected value stops the run before any work
+        try:
+            blobs.append(_read(item, limits))
+            pending.append(i)
+        except inference.InputError as e:
+            answers[i] = {"error": str(e)}
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return answers
+
+
+def predict_endpoint(invoke: Callable[[bytes], dict], items: list[Item], expected_column):
+    """One answer per item from a deployed endpoint (`invoke(json_body) -> answer`)."""
+    import base64
+    import json
+
+    limits = inference.settings()["limits"]
+    answers = []
+    for item in items:
+        try:
+            body = {"image": base64.b64encode(_read(item, limits)).decode("ascii")}
+            expected = _expected(item, expected_column)
+            if expected is not None:
+                body["expected"] = expected
+            answers.append(invoke(json.dumps(body).encode()))
+        except inference.InputError as e:
+            answers.append({"error": str(e)})
+    return answers
+
+
+def write_csv(path: str | os.PathLike, items: list[Item], answers: list[dict], counts) -> Path:
+    """predictions.csv: the input's columns, then the predicted count, the probabilities, the
+    verdict and any error."""
+    extra = [c for c in dict.fromkeys(k for it in items for k in it.columns) if c != "path"]
+    fields = ["source", *extra, "predicted", "confidence", "mean_count"]
+    fields += [f"p_{c}" for c in counts]
+    fields += [*(["expected"] if "expected" not in extra else []), "p_expected", "verdict", "error"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for item, answer in zip(items, answers, strict=True):
+        row = {"source": item.source, **{k: v for k, v in item.columns.items() if k in extra}}
+        row.update({k: v for k, v in answer.items() if k in fields and k not in extra})
+        if "count" in answer:
+            row["predicted"] = answer["count"]
+        for c, p in answer.get("probabilities", {}).items():
+            row[f"p_{c}"] = p
+        writer.writerow(row)
+    return atomic_write_text(path, buf.getvalue())
+
+
+def verdict_table(items: list[Item], answers: list[dict], truth_column: str | None) -> dict:
+    """How the verdicts split; with the true counts, the precision of the mismatch flags."""
+    done = [(it, a) for it, a in zip(items, answers, strict=True) if "verdict" in a]
+    table: dict = {v: sum(a["verdict"] == v for _, a in done) for v in verification.VERDICTS}
+    table["orders"] = len(done)
+    if truth_column and done:
+        if truth_column not in done[0][0].columns:
+            raise BincountError(f"--truth-column {truth_column!r} is not a column of the input")
+        wrong = [int(it.columns[truth_column]) != a["expected"] for it, a in done]
+        table.update(verification.evaluate([a["verdict"] for _, a in done], wrong))
+    return table

@@ -1,0 +1,49 @@
+"""`bincount calibrate RUN`: temperature scaling and verdict thresholds on the val split."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="fit temperature scaling and the verdict thresholds on a run's validation split",
+        description="Fit a temperature on the run's validation split, choose the thresholds "
+        "of the match/mismatch/unsure verdicts for the target precision (conf/serve.yaml "
+        "verify:), and write <run>/calibration.json, which serve and predict then use.",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder (or its checkpoints/best.ckpt)")
+    p.add_argument("--target-precision", type=float, help="of mismatch flags (verify.*)")
+    p.add_argument("--mismatch-rate", type=float, help="share of wrong orders assumed")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from bincount.calibration import calibrate
+    from bincount.errors import BincountError
+
+    verify = {}
+    for key in ("target_precision", "mismatch_rate"):
+        value = getattr(args, key)
+        if value is not None:
+            if not 0.0 < value < 1.0:
+                raise BincountError(f"--{key.replace('_', '-')} {value} must be between 0 and 1")
+            verify[key] = value
+    result = calibrate(args.run, verify)
+    v = result["validation"]
+    t = result["thresholds"]
+    print(
+        f"calibrated on {result['images']} validation images: temperature "
+        f"{result['temperature']:.3f}\n"
+        f"  ECE {result['ece_before']:.4f} -> {result['ece_after']:.4f}   "
+        f"NLL {result['nll_before']:.4f} -> {result['nll_after']:.4f}\n"
+        f"  verdicts: mismatch if p(expected) < {t['mismatch_below']:.4f}, "
+        f"match if >= {t['match_at_least']:.4f}, unsure between\n"
+        f"  on validation orders ({result['verify']['mismatch_rate']:.0%} wrong, off by one): "
+        f"mismatch precision {_pct(v['mismatch_precision'])}, recall "
+        f"{_pct(v['mismatch_recall'])}, unsure {_pct(v['share_unsure'])}"
+    )
+    return 0
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"

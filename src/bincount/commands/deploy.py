@@ -1,0 +1,45 @@
+"""`bincount deploy MODEL`: a SageMaker endpoint serving the model (real-time or serverless)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "deploy",
+        help="deploy a run (or a training job's model.tar.gz) to a SageMaker endpoint",
+        description="Pack the model with bincount's inference module, upload it, and create a "
+        "SageMaker model, endpoint config and endpoint (all tagged bincount:project, so "
+        "`bincount cleanup --endpoint NAME` removes them). Defaults: deploy: in conf/serve.yaml.",
+    )
+    p.add_argument("source", metavar="RUN_OR_S3", help="run folder, or s3://.../model.tar.gz")
+    p.add_argument("--name", help="endpoint name (default bincount-<run>-<time>)")
+    p.add_argument("--s3-prefix", help="where to upload the packed model (s3://BUCKET/PREFIX)")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--serverless", action="store_true", default=None, help="serverless")
+    kind.add_argument("--instance-type", help="real-time endpoint on this instance type")
+    p.add_argument("--role", help="IAM role ARN for the endpoint ($SAGEMAKER_ROLE)")
+    p.add_argument("--wait", action="store_true", help="wait until the endpoint is InService")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from bincount.inference import settings
+    from bincount.sagemaker.deploy import deploy
+
+    out = deploy(
+        args.source,
+        name=args.name,
+        s3_prefix=args.s3_prefix,
+        settings=settings()["deploy"],
+        serverless=True if args.serverless else (False if args.instance_type else None),
+        instance_type=args.instance_type,
+        role=args.role,
+        wait=args.wait,
+    )
+    where = "serverless" if out["serverless"] else out["instance_type"]
+    print(
+        f"endpoint {out['endpoint']} ({where}, {out['region']}) from {out['model_data']}\n"
+        f"  query:    bincount predict --endpoint {out['endpoint']} bin.jpg\n"
+        f"  clean up: bincount cleanup --endpoint {out['endpoint']}"
+    )
+    return 0

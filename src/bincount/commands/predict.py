@@ -1,0 +1,114 @@
+"""`bincount predict`: counts (and verdicts) for images, folders, CSV lists, s3 prefixes;
+`bincount orders`: an order list for a run's split, to measure the verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict the counts of images (a file, folder, CSV list or s3:// prefix)",
+        description="Predict with a run folder, checkpoint or ONNX export (first argument), or "
+        "with a deployed endpoint (--endpoint NAME: then every argument is an input). Writes "
+        "one row per image to --out; with --expected-column, also a verdict per image, and a "
+        "table of verdicts (with --truth-column, their precision).",
+    )
+    p.add_argument("args", nargs="+", metavar="CKPT_OR_RUN PATH", help="model, then inputs")
+    p.add_argument("--out", default="predictions.csv", help="CSV to write (predictions.csv)")
+    p.add_argument("--endpoint", help="query this SageMaker endpoint instead of a local model")
+    p.add_argument("--expected-column", help="CSV column with the quantity the order states")
+    p.add_argument("--truth-column", help="CSV column with the true count (default: count)")
+    p.add_argument("--expected", type=int, help="one expected quantity for every image")
+    p.add_argument("--backend", choices=("torch", "onnx"), help="local backend (torch)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=run)
+
+    o = sub.add_parser(
+        "orders",
+        help="write an order list (path, count, expected) for a run's split",
+        description="Pair each image of the run's split with the quantity an order states: "
+        "its true count, or (with probability --mismatch-rate) a count off by one. Feed it to "
+        "`bincount predict RUN orders.csv --expected-column expected` to measure the verdicts.",
+    )
+    o.add_argument("run", metavar="RUN")
+    o.add_argument("--split", default="test", choices=("train", "val", "test"))
+    o.add_argument("--mismatch-rate", type=float, default=0.2)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--out", default="orders.csv")
+    o.set_defaults(func=run_orders)
+
+
+def run(args) -> int:
+    from bincount import batch, inference
+    from bincount.errors import BincountError
+
+    if args.batch_size < 1:
+        raise BincountError(f"--batch-size {args.batch_size} must be at least 1")
+    if args.expected is not None and args.expected_column:
+        raise BincountError("give --expected or --expected-column, not both")
+    inputs = args.args if args.endpoint else args.args[1:]
+    if not inputs:
+        raise BincountError("no inputs: bincount predict CKPT_OR_RUN PATH [PATH ...]")
+    items = batch.collect(inputs)
+    column = args.expected_column
+    if args.expected is not None:
+        column = "expected"
+        for item in items:
+            item.columns["expected"] = str(args.expected)
+    if args.endpoint:
+        from bincount.sagemaker.deploy import invoke_json
+
+        answers = batch.predict_endpoint(
+            lambda body: invoke_json(args.endpoint, body), items, column
+        )
+        counts = sorted({int(c) for a in answers for c in a.get("probabilities", {})})
+    else:
+        model = inference.model_fn(args.args[0], backend=args.backend)
+        answers = batch.predict_local(model, items, column, args.batch_size)
+        counts = model.counts
+    out = batch.write_csv(args.out, items, answers, counts)
+    errors = sum("error" in a for a in answers)
+    print(f"predicted {len(items) - errors} of {len(items)} images -> {out}")
+    for item, answer in zip(items, answers, strict=True):
+        if "error" in answer:
+            print(f"  skipped {item.source}: {answer['error']}")
+    if column:
+        truth = args.truth_column
+        if truth is None and items and "count" in items[0].columns:
+            truth = "count"
+        _print_table(batch.verdict_table(items, answers, truth))
+    if len(items) == 1 and not errors:
+        a = answers[0]
+        print(f"{items[0].source}: count {a['count']} (confidence {a['confidence']:.3f})")
+    return 1 if errors == len(items) else 0
+
+
+def _print_table(t: dict) -> None:
+    def pct(x) -> str:
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    print(
+        f"verdicts on {t['orders']:.0f} orders: {t['match']} match, {t['mismatch']} mismatch, "
+        f"{t['unsure']} unsure"
+    )
+    if "mismatch_precision" in t:
+        print(
+            f"| orders | wrong orders | flagged mismatch | precision | recall | unsure |\n"
+            f"| --- | --- | --- | --- | --- | --- |\n"
+            f"| {t['orders']:.0f} | {t['wrong_orders']:.0f} | {t['flagged_mismatch']:.0f} | "
+            f"{pct(t['mismatch_precision'])} | {pct(t['mismatch_recall'])} | "
+            f"{pct(t['share_unsure'])} |"
+        )
+
+
+def run_orders(args) -> int:
+    from bincount import evalset
+    from bincount.errors import BincountError
+
+    if not 0.0 <= args.mismatch_rate <= 1.0:
+        raise BincountError(f"--mismatch-rate {args.mismatch_rate} must be between 0 and 1")
+    out = evalset.write_orders(Path(args.run), args.split, args.out, args.mismatch_rate, args.seed)
+    print(f"wrote {out}")
+    return 0

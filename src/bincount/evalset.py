@@ -1,0 +1,55 @@
+"""The images and true counts of one split of a run, exactly as its training split them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from bincount.data import sources
+from bincount.errors import BincountError
+
+
+def split_items(run: Path, split: str) -> list[tuple[Path, int]]:
+    """[(image path, true count)] of `split` (train, val, test) from the run's config.yaml."""
+    config = run / "config.yaml"
+    if not config.is_file():
+        raise BincountError(
+            f"{config} is missing: give the run folder written by `python train.py` "
+            "(its config.yaml says where the data and the split are)"
+        )
+    cfg = OmegaConf.load(config)
+    if "data" not in cfg:
+        raise BincountError(f"{config} has no data section: is it a bincount run?")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    if split not in datamodule.datasets:
+        raise BincountError(f"unknown split {split!r}: use train, val or test")
+    ds = datamodule.datasets[split]
+    if not len(ds):
+        raise BincountError(f"the {split} split of {run} is empty: nothing to evaluate")
+    return [
+        (sources.image_path(datamodule.folder, image_id), datamodule.counts[t])
+        for image_id, t in zip(ds.ids, ds.targets, strict=True)
+    ]
+
+
+def write_orders(run: Path, split: str, out, mismatch_rate: float, seed: int) -> Path:
+    """orders.csv for `split`: path, count (the truth), expected (wrong at `mismatch_rate`)."""
+    import csv
+    import io
+
+    from bincount.fileio import atomic_write_text
+    from bincount.verification import simulate_orders
+
+    items = split_items(Path(run), split)
+    truth = [c for _, c in items]
+    counts = sorted(set(truth))
+    expected = simulate_orders(truth, counts, mismatch_rate, seed)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "count", "expected"])
+    for (path, count), exp in zip(items, expected, strict=True):
+        writer.writerow([str(path), count, exp])
+    return atomic_write_text(out, buf.getvalue())

@@ -1,0 +1,103 @@
+"""ONNX export of a checkpoint, and the onnxruntime backend that serves it.
+
+`export_onnx(model)` writes `model.onnx` (the network: normalised image batch -> logits, any
+batch size) and `model.json` (its preprocessing, counts, name and version) into the run's
+`onnx/` folder; `bincount serve|predict --backend onnx` then run it with onnxruntime, with the
+same preprocessing and calibration as the PyTorch backend. `parity` measures how far the two
+backends' probabilities are apart on real images.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bincount import inference
+from bincount.errors import BincountError
+from bincount.fileio import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+OPSET = 17
+
+
+class OnnxNet:
+    """An onnxruntime session: float32 batch (N, 3, S, S) -> logits (N, K)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise BincountError(
+                f"{path} is not a usable ONNX model ({e}): re-run `bincount export`"
+            ) from None
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
+
+
+def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Export a run folder or checkpoint to `out` (default `<run>/onnx/`); returns model.onnx."""
+    ckpt = inference.resolve(model_path, "torch")
+    if ckpt.suffix == ".onnx":
+        raise BincountError(f"{ckpt} is already an ONNX model: export a run folder or a .ckpt")
+    module = inference.load_module(ckpt)
+    net = module.net.to(memory_format=torch.contiguous_format)
+    size = module.preprocess["image_size"]
+    run = inference.run_folder(ckpt)
+    out = Path(out) if out else run / "onnx"
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".model.onnx.export"
+    example = torch.zeros(2, 3, size, size)
+    try:
+        torch.onnx.export(
+            net,
+            (example,),
+            str(tmp),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+        atomic_write_bytes(out / "model.onnx", tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = {
+        "name": module.hparams.backbone,
+        "version": inference.file_version(ckpt),  # the checkpoint's: its calibration applies
+        "checkpoint": str(ckpt),
+        "preprocess": dict(module.preprocess),
+        "counts": [int(c) for c in module.counts],
+        "input": "image: float32 (batch, 3, S, S), letterboxed and normalised as `preprocess`",
+        "output": "logits: float32 (batch, len(counts)); softmax(logits / temperature)",
+        "opset": OPSET,
+    }
+    atomic_write_json(out / inference.ONNX_META, meta)
+    calibration = run / inference.CALIBRATION
+    if calibration.is_file() and inference.run_folder(out / "model.onnx") != run:
+        shutil.copy(calibration, out / inference.CALIBRATION)
+    return out / "model.onnx"
+
+
+def parity(ckpt: str | os.PathLike, onnx: str | os.PathLike, images: list[Path]) -> float:
+    """The largest |p_torch - p_onnx| over `images` (same preprocessing and calibration)."""
+    torch_model = inference.model_fn(ckpt, backend="torch")
+    onnx_model = inference.model_fn(onnx, backend="onnx")
+    size = torch_model.preprocess["image_size"]
+    decoded = [inference.decode_image(p.read_bytes(), size, str(p)) for p in images]
+    a = inference.probabilities(torch_model, decoded)
+    b = inference.probabilities(onnx_model, decoded)
+    return float(np.abs(a - b).max())

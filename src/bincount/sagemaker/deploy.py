@@ -1,0 +1,304 @@
+"""Deploy a trained model to a SageMaker endpoint (SDK v3, `sagemaker.core.resources`).
+
+`package` builds model.tar.gz in the layout of a training job's output (checkpoints/best.ckpt,
+config.yaml, metrics.json, calibration.json) plus `code/`: `inference.py` (which re-exports
+`bincount.inference`'s four functions), the `bincount` package, conf/serve.yaml (the same
+limits as the local server) and requirements.txt, which SageMaker's PyTorch inference
+container installs and runs. `deploy` uploads it and creates the model, the endpoint config
+(real-time instances, or serverless) and the endpoint, each tagged with the project tag so that
+`bincount cleanup` finds them. `invoke_json` queries an endpoint; `delete` removes all three.
+
+No torch here: the archive is built from files, and the SDK is imported only when called.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from bincount.errors import BincountError
+from bincount.sagemaker.tags import project_tags
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.yaml", "metrics.json", "calibration.json")
+# What the container installs on top of its PyTorch (names looked up in requirements.txt).
+CONTAINER_PACKAGES = (
+    "timm",
+    "pytorch-lightning",
+    "lightning-utilities",
+    "torchmetrics",
+    "omegaconf",
+)
+SHIM = '''"""SageMaker's entry point: bincount.inference's four functions (packed beside it)."""
+import os
+
+os.environ.setdefault("BINCOUNT_ROOT", os.path.dirname(os.path.abspath(__file__)))
+
+from bincount.inference import input_fn, model_fn, output_fn, predict_fn  # noqa: E402,F401
+'''
+_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def _package_dir() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def _requirements(root: Path) -> str:
+    pins = {}
+    req = root / "requirements.txt"
+    for line in req.read_text().splitlines() if req.is_file() else []:
+        name, sep, version = line.strip().partition("==")
+        if sep:
+            pins[name.lower()] = f"{name}=={version}"
+    return "\n".join(pins.get(p, p) for p in CONTAINER_PACKAGES) + "\n"
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def package(run: Path, out: Path, root: Path | None = None) -> Path:
+    """model.tar.gz from a local run folder (or an extracted training-job output)."""
+    from bincount.config import project_root
+
+    root = root or project_root()
+    run = Path(run)
+    ckpt = run / "checkpoints" / "best.ckpt"
+    if not ckpt.is_file():
+        raise BincountError(
+            f"{ckpt} is missing: deploy a run folder of `python train.py` (or the model.tar.gz "
+            "of a SageMaker training job)"
+        )
+    serve_yaml = root / "conf" / "serve.yaml"
+    if not serve_yaml.is_file():
+        raise BincountError(f"{serve_yaml} is missing: run from the bincount checkout")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        tar.add(ckpt, "checkpoints/best.ckpt")
+        for name in RUN_FILES:
+            if (run / name).is_file():
+                tar.add(run / name, name)
+        tar.add(
+            _package_dir(),
+            "code/bincount",
+            filter=lambda t: None if "__pycache__" in t.name or t.name.endswith(".pyc") else t,
+        )
+        tar.add(serve_yaml, "code/conf/serve.yaml")
+        _add_bytes(tar, "code/inference.py", SHIM.encode())
+        _add_bytes(tar, "code/requirements.txt", _requirements(root).encode())
+    os.replace(tmp, out)
+    return out
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise BincountError(f"{uri} is not an s3:// URI")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise BincountError(f"{uri} has no bucket: use s3://BUCKET/PREFIX")
+    return bucket, key
+
+
+def _aws(call: str, fn, *args, **kwargs):
+    """Run an AWS call; its failures become a BincountError naming the call."""
+    try:
+        return fn(*args, **kwargs)
+    except BincountError:
+        raise
+    except Exception as e:  # botocore ClientError, NoCredentialsError, EndpointConnectionError
+        raise BincountError(f"{call} failed ({e}): check AWS credentials, region and names") from e
+
+
+def _fetch_run(source: str, s3, workdir: Path) -> Path:
+    """A local run folder from a run folder, a .ckpt in one, or an s3:// model.tar.gz."""
+    if source.startswith("s3://"):
+        bucket, key = _split_s3(source)
+        archive = workdir / "source.tar.gz"
+        _aws(f"downloading {source}", s3.download_file, bucket, key, str(archive))
+        extracted = workdir / "source"
+        with tarfile.open(archive) as tar:
+            tar.extractall(extracted, filter="data")
+        return extracted
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".ckpt":
+        path = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if not path.is_dir():
+        raise BincountError(f"{source} is neither a run folder nor an s3:// model.tar.gz")
+    return path
+
+
+def endpoint_name(source: str) -> str:
+    base = re.sub(r"[^a-zA-Z0-9-]+", "-", Path(source.rstrip("/")).name.split(".")[0]).strip("-")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"bincount-{base[:30] or 'model'}-{stamp}".replace("--", "-")
+
+
+def deploy(
+    source: str,
+    *,
+    name: str | None = None,
+    s3_prefix: str | None = None,
+    settings: dict,
+    serverless: bool | None = None,
+    instance_type: str | None = None,
+    role: str | None = None,
+    wait: bool = False,
+) -> dict:
+    """Package, upload and create model + endpoint config + endpoint. Returns their names."""
+    import boto3
+    from sagemaker.core import image_uris
+    from sagemaker.core.resources import Endpoint, EndpointConfig, Model
+    from sagemaker.core.shapes import (
+        ContainerDefinition,
+        ProductionVariant,
+        ProductionVariantServerlessConfig,
+        Tag,
+    )
+
+    region = os.environ.get("AWS_DEFAULT_REGION") or settings["region"]
+    role = role or settings.get("role") or os.environ.get("SAGEMAKER_ROLE")
+    if not role:
+        raise BincountError(
+            "no IAM role for the endpoint: pass --role ARN, set $SAGEMAKER_ROLE, or set "
+            "deploy.role in conf/serve.yaml"
+        )
+    serverless = settings["serverless"] if serverless is None else serverless
+    instance_type = instance_type or settings["instance_type"]
+    name = name or endpoint_name(source)
+    if not _NAME.match(name):
+        raise BincountError(f"endpoint name {name!r}: use letters, digits and '-' (max 63)")
+    if not s3_prefix:
+        if not source.startswith("s3://"):
+            raise BincountError("a local run needs --s3-prefix s3://BUCKET/PREFIX to upload to")
+        s3_prefix = source.rsplit("/", 1)[0]
+    bucket, prefix = _split_s3(s3_prefix.rstrip("/"))
+    key = f"{prefix}/{name}/model.tar.gz".lstrip("/")
+
+    session = boto3.session.Session(region_name=region)
+    s3 = session.client("s3")
+    with tempfile.TemporaryDirectory(prefix="bincount-deploy-") as tmp:
+        run = _fetch_run(source, s3, Path(tmp))
+        archive = package(run, Path(tmp) / "model.tar.gz")
+        _aws(f"uploading to s3://{bucket}/{key}", s3.upload_file, str(archive), bucket, key)
+    model_data = f"s3://{bucket}/{key}"
+
+    image = image_uris.retrieve(
+        "pytorch",
+        region=region,
+        version=str(settings["framework_version"]),
+        py_version=settings["py_version"],
+        instance_type="ml.m5.large" if serverless else instance_type,
+        image_scope="inference",
+    )
+    tags = [Tag(key=t["Key"], value=t["Value"]) for t in project_tags({"bincount:endpoint": name})]
+    container = ContainerDefinition(
+        image=image,
+        model_data_url=model_data,
+        environment={
+            "SAGEMAKER_PROGRAM": "inference.py",
+            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+            "BINCOUNT_BACKEND": "torch",
+        },
+    )
+    if serverless:
+        variant = ProductionVariant(
+            variant_name="AllTraffic",
+            model_name=name,
+            serverless_config=ProductionVariantServerlessConfig(
+                memory_size_in_mb=int(settings["serverless_memory_mb"]),
+                max_concurrency=int(settings["serverless_max_concurrency"]),
+            ),
+        )
+    else:
+        variant = ProductionVariant(
+            variant_name="AllTraffic",
+            model_name=name,
+            instance_type=instance_type,
+            initial_instance_count=int(settings["instance_count"]),
+        )
+    common = {"tags": tags, "session": session, "region": region}
+    _aws(
+        "CreateModel",
+        Model.create,
+        model_name=name,
+        primary_container=container,
+        execution_role_arn=role,
+        **common,
+    )
+    _aws(
+        "CreateEndpointConfig",
+        EndpointConfig.create,
+        endpoint_config_name=name,
+        production_variants=[variant],
+        **common,
+    )
+    endpoint = _aws(
+        "CreateEndpoint", Endpoint.create, endpoint_name=name, endpoint_config_name=name, **common
+    )
+    if wait:
+        _aws("waiting for InService", endpoint.wait_for_status, "InService")
+    return {
+        "endpoint": name,
+        "model_data": model_data,
+        "image": image,
+        "serverless": bool(serverless),
+        "instance_type": None if serverless else instance_type,
+        "region": region,
+    }
+
+
+def invoke_json(name: str, body: bytes, region: str | None = None) -> dict:
+    """POST a JSON body to an endpoint; its JSON answer (or BincountError with its error)."""
+    import boto3
+    from sagemaker.core.resources import Endpoint
+
+    session = boto3.session.Session(region_name=region or os.environ.get("AWS_DEFAULT_REGION"))
+    endpoint = _aws(f"finding endpoint {name}", Endpoint.get, endpoint_name=name, session=session)
+    out = _aws(
+        f"invoking {name}",
+        endpoint.invoke,
+        body=body,
+        content_type="application/json",
+        accept="application/json",
+        session=session,
+    )
+    raw = out.body.read() if hasattr(out.body, "read") else out.body
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+        raise BincountError(
+            f"endpoint {name} answered something that is not JSON: {raw[:200]!r}"
+        ) from None
+
+
+def delete(name: str, region: str | None = None) -> list[str]:
+    """Delete the endpoint, its config and its model (those that exist); what was deleted."""
+    import boto3
+    from sagemaker.core.resources import Endpoint, EndpointConfig, Model
+
+    session = boto3.session.Session(region_name=region or os.environ.get("AWS_DEFAULT_REGION"))
+    deleted = []
+    for kind, cls, key in (
+        ("endpoint", Endpoint, "endpoint_name"),
+        ("endpoint-config", EndpointConfig, "endpoint_config_name"),
+        ("model", Model, "model_name"),
+    ):
+        try:
+            resource = cls.get(**{key: name}, session=session)
+        except Exception:  # not found (or never created): nothing to delete
+            continue
+        _aws(f"deleting {kind} {name}", resource.delete)
+        deleted.append(f"{kind}/{name}")
+    return deleted

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -116,6 +117,7 @@ class FaultProxy:
         self.fault = fault or (lambda method, path, n: None)
         self.delay = delay
         self.seen: dict[str, int] = {}
+        self.methods: Counter[str] = Counter()
         self.injected: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         proxy = self
@@ -132,6 +134,7 @@ class FaultProxy:
                 with proxy.lock:
                     n = proxy.seen.get(path, 0)
                     proxy.seen[path] = n + 1
+                    proxy.methods[self.command] += 1
                     fault = proxy.fault(self.command, path, n)
                     if fault:
                         proxy.injected.append((fault, path))

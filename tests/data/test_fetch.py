@@ -209,10 +209,11 @@ def test_fetch_killed_half_way_resumes_with_no_partial_file(
 
 
 def test_private_bucket_is_read_signed_when_credentials_exist(abid_files, make_bucket, tmp_path):
-    bucket = make_bucket(abid_files(["00037"]), public=False)
+    ids = ["00037", "00038", "00049", "00050", "00085", "00086"]
+    bucket = make_bucket(abid_files(ids), public=False)
     store = stores.open_store(f"s3://{bucket}")  # anonymous first, refused, then signed
-    report = fetch.fetch(store, tmp_path / "out", ids=["00037"], progress=False)
-    assert list(report.complete) == ["00037"] and not report.missing
+    report = fetch.fetch(store, tmp_path / "out", ids=ids, concurrency=8, progress=False)
+    assert sorted(report.complete) == ids and not report.missing
     assert store.signed
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -135,6 +136,7 @@ class S3Store:
         self.description = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
         self.signed = bool(signed)
         self.auto = signed is None
+        self._switch = threading.Lock()
         self.pool = pool
         self.client = client(self.signed, pool)
         self.listable = self._preflight()
@@ -151,11 +153,12 @@ class S3Store:
     def _sign_instead(self) -> bool:
         """In auto mode, after anonymous access was refused: switch to signed requests if
         credentials exist (once); True if it did."""
-        if not self.auto or self.signed or not has_credentials():
-            return False
-        self.signed, self.auto = True, False
-        self.client = client(True, self.pool)
-        return True
+        with self._switch:
+            if not self.auto or self.signed or not has_credentials():
+                return False
+            self.client = client(True, self.pool)
+            self.signed, self.auto = True, False
+            return True
 
     def _preflight(self) -> bool:
         """Check the bucket answers; True if it can be listed."""
@@ -183,17 +186,19 @@ class S3Store:
         return True
 
     def get(self, key: str) -> bytes:
+        used = self.client
         try:
-            return self._get(key)
+            return self._get(used, key)
         except Missing as e:
-            if str(e) == "access denied" and self._sign_instead():
-                return self._get(key)
+            # Refused anonymously: sign (or another thread just did) and ask once more.
+            if str(e) == "access denied" and (self._sign_instead() or self.client is not used):
+                return self._get(self.client, key)
             raise
 
-    def _get(self, key: str) -> bytes:
+    def _get(self, s3client, key: str) -> bytes:
         where = self.uri(key)
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=join(self.prefix, key))
+            response = s3client.get_object(Bucket=self.bucket, Key=join(self.prefix, key))
             data = response["Body"].read()
         except Exception as e:
             raise translate(e, where) from None

@@ -34,6 +34,8 @@ class CountModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.counts = [int(c) for c in counts]
+        # A plain list, not Hydra's ListConfig: checkpoints then load with weights_only=True.
+        self.hparams["counts"] = self.counts
         self.net = backbones.create_backbone(
             backbone, len(self.counts), pretrained=pretrained, weights=weights, drop_rate=drop_rate
         )

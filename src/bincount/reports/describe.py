@@ -227,7 +227,7 @@ def describe(
         ),
         Picture("sizes.png", "image and file sizes"),
         Heading("Sample images per count"),
-        Text(f"{samples} random images of each count (seed {seed}), letterboxed thumbnails."),
+        Text(f"{samples} random images of each count (seed {seed}), as thumbnails."),
         Picture("samples.png", "sample images per count"),
         Heading("Metadata facts"),
         Table(["fact", "value"], metadata_facts(good)),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -59,7 +58,7 @@ def main() -> None:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from bincount.data import fetch, stores
+    from bincount.data import fetch, s3, stores
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     if args.in_process:
@@ -85,18 +84,7 @@ def main() -> None:
     ids = sorted(p.stem for p in (abid / "metadata").glob("*.json"))[: args.images]
     client = boto3.client("s3")
     client.create_bucket(Bucket="bench-abid")
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": ["s3:GetObject", "s3:ListBucket"],
-                "Resource": ["arn:aws:s3:::bench-abid", "arn:aws:s3:::bench-abid/*"],
-            }
-        ],
-    }
-    client.put_bucket_policy(Bucket="bench-abid", Policy=json.dumps(policy))
+    client.put_bucket_policy(Bucket="bench-abid", Policy=s3.public_read_policy("bench-abid"))
     total_bytes = 0
     for i in ids:
         for key in (f"bin-images/{i}.jpg", f"metadata/{i}.json"):

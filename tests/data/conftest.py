@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import itertools
-import json
 import socket
 import threading
 import time
@@ -19,17 +18,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-_public_read = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["s3:GetObject", "s3:ListBucket"],
-            "Resource": ["arn:aws:s3:::{b}", "arn:aws:s3:::{b}/*"],
-        }
-    ],
-}
+from bincount.data import s3
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +62,7 @@ def make_bucket(s3env) -> Callable[..., str]:
         client = boto3.client("s3")
         client.create_bucket(Bucket=name)
         if public:
-            policy = json.dumps(_public_read).replace("{b}", name)
-            client.put_bucket_policy(Bucket=name, Policy=policy)
+            client.put_bucket_policy(Bucket=name, Policy=s3.public_read_policy(name))
         for key, data in files.items():
             client.put_object(Bucket=name, Key=key, Body=data)
         return name

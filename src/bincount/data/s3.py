@@ -233,6 +233,24 @@ class S3Store:
                 return
 
 
+def public_read_policy(bucket: str) -> str:
+    """A bucket policy that lets anyone list and read `bucket`, as the public dataset's does
+    (for a test or benchmark bucket that stands in for it)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": ["s3:GetObject", "s3:ListBucket"],
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                }
+            ],
+        }
+    )
+
+
 def seed_file_list() -> bytes:
     """The seed project's id list (10,441 ids of counts 1..5), shipped in the package."""
     return resources.files("bincount").joinpath("resources/file_list.json").read_bytes()

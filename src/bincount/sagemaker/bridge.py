@@ -1,0 +1,306 @@
+"""The container side: SageMaker's `--key value` hyperparameters and SM_* environment -> the
+same `bincount.train.train(cfg)` as `python train.py`, then the run folder into SM_MODEL_DIR.
+
+What SageMaker gives, and what it becomes:
+- hyperparameters `--model resnet50 --lr 0.01`           -> overrides `model=resnet50 lr=0.01`
+- SM_CHANNEL_DATA (the data channel)                     -> `data.source`
+- SM_HOSTS, SM_CURRENT_HOST, SM_NUM_GPUS (or torchrun's
+  WORLD_SIZE/LOCAL_WORLD_SIZE/GROUP_RANK)                -> trainer.accelerator/devices/num_nodes,
+                                                            DDP with gloo (CPU) or nccl (GPU)
+- BINCOUNT_CHECKPOINT_DIR (/opt/ml/checkpoints, spot)    -> checkpoints there; resume from its
+                                                            last.ckpt when the job restarts
+- SM_MODEL_DIR                                           <- config.yaml, metrics.json,
+                                                            checkpoints/best.ckpt (a run folder)
+- SM_OUTPUT_DATA_DIR                                     <- metrics.json, ranks/rank-N.json
+Without torchrun (a tuning job's trials, or one instance with several GPUs) Lightning starts the
+processes of each host itself, meeting at the first host (SM_MASTER_ADDR if set).
+This module imports torch only when training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bincount.errors import BincountError
+from bincount.fileio import atomic_write_json
+from bincount.sagemaker.overrides import to_overrides
+from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL
+
+log = logging.getLogger("bincount")
+DEFAULT_MASTER_PORT = "29500"
+
+
+def parse_hyperparameters(argv: list[str]) -> dict[str, str]:
+    """`--key value` pairs (as SageMaker passes hyperparameters) -> {key: value}.
+
+    SageMaker's own keys (`sagemaker_program`, ...) are dropped. "None" (how SageMaker's legacy
+    toolkit writes a JSON null) becomes "null".
+    """
+    out: dict[str, str] = {}
+    args = list(argv)
+    while args:
+        flag = args.pop(0)
+        if not flag.startswith("--") or len(flag) < 3:
+            raise BincountError(
+                f"unexpected argument {flag!r}: the entrypoint takes `--key value` pairs "
+                "(the job's hyperparameters)"
+            )
+        if not args:
+            raise BincountError(f"hyperparameter {flag} has no value")
+        key, value = flag[2:], args.pop(0)
+        if key.startswith("sagemaker_"):
+            continue
+        out[key] = "null" if value == "None" else value
+    return out
+
+
+@dataclass(frozen=True)
+class Topology:
+    hosts: tuple[str, ...]
+    node_rank: int
+    num_nodes: int
+    devices: int  # processes per host
+    accelerator: str  # cpu | gpu
+    torchrun: bool  # processes started by torchrun (else Lightning starts them)
+
+    @property
+    def world_size(self) -> int:
+        return self.num_nodes * self.devices
+
+    @property
+    def backend(self) -> str:
+        return "nccl" if self.accelerator == "gpu" else "gloo"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Topology:
+        current = env.get("SM_CURRENT_HOST", "")
+        hosts = tuple(json.loads(env.get("SM_HOSTS") or "[]")) or ((current or "algo-1"),)
+        current = current or hosts[0]
+        if current not in hosts:
+            raise BincountError(f"SM_CURRENT_HOST={current} is not one of SM_HOSTS={list(hosts)}")
+        gpus = int(env.get("SM_NUM_GPUS") or 0)
+        accelerator = "gpu" if gpus > 0 else "cpu"
+        if "TORCHELASTIC_RUN_ID" in env and "LOCAL_WORLD_SIZE" in env:
+            local = int(env["LOCAL_WORLD_SIZE"])
+            return cls(
+                hosts=hosts,
+                node_rank=int(env.get("GROUP_RANK", hosts.index(current))),
+                num_nodes=max(1, int(env["WORLD_SIZE"]) // local),
+                devices=local,
+                accelerator=accelerator,
+                torchrun=True,
+            )
+        return cls(
+            hosts=hosts,
+            node_rank=hosts.index(current),
+            num_nodes=len(hosts),
+            devices=max(gpus, 1),
+            accelerator=accelerator,
+            torchrun=False,
+        )
+
+    def trainer_settings(self) -> dict:
+        settings: dict = {
+            "trainer.accelerator": self.accelerator,
+            "trainer.devices": self.devices,
+            "trainer.num_nodes": self.num_nodes,
+        }
+        if self.world_size > 1:
+            settings["trainer.strategy"] = {
+                "_target_": "pytorch_lightning.strategies.DDPStrategy",
+                "process_group_backend": self.backend,
+            }
+            # BatchNorm statistics over all GPUs (PyTorch's SyncBatchNorm is GPU-only).
+            settings["trainer.sync_batchnorm"] = self.accelerator == "gpu"
+        else:
+            settings["trainer.strategy"] = "auto"
+        return settings
+
+    def launch_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """Where Lightning's processes meet, when torchrun did not set it up."""
+        if self.torchrun or self.world_size == 1:
+            return {}
+        return {
+            "MASTER_ADDR": env.get("SM_MASTER_ADDR") or self.hosts[0],
+            "MASTER_PORT": str(env.get("SM_MASTER_PORT") or DEFAULT_MASTER_PORT),
+            "NODE_RANK": str(self.node_rank),
+        }
+
+    def global_rank(self, env: Mapping[str, str]) -> int:
+        if "RANK" in env:
+            return int(env["RANK"])
+        return self.node_rank * self.devices + int(env.get("LOCAL_RANK", 0))
+
+
+@dataclass(frozen=True)
+class Places:
+    run_dir: Path
+    data_dir: Path
+    checkpoint_dir: Path
+    model_dir: Path | None
+    output_data_dir: Path | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Places:
+        scratch = Path(env.get("BINCOUNT_SCRATCH") or Path(tempfile.gettempdir()) / "bincount")
+        run_dir = scratch / "run"
+        ckpt = env.get(CHECKPOINT_ENV)
+        model = env.get("SM_MODEL_DIR")
+        output = env.get("SM_OUTPUT_DATA_DIR")
+        return cls(
+            run_dir=run_dir,
+            data_dir=scratch / "data",
+            checkpoint_dir=Path(ckpt) if ckpt else run_dir / "checkpoints",
+            model_dir=Path(model) if model else None,
+            output_data_dir=Path(output) if output else None,
+        )
+
+
+def job_overrides(hyperparameters: dict[str, str], env: Mapping[str, str], places: Places):
+    """The overrides of the job's config: the user's, then where things are in the container."""
+    overrides = to_overrides(hyperparameters)
+    channel = env.get(f"SM_CHANNEL_{DATA_CHANNEL.upper()}")
+    if channel:
+        overrides.append(f"data.source={channel}")
+    elif not any(o.startswith("data.source=") for o in overrides):
+        raise BincountError(
+            f"no SM_CHANNEL_{DATA_CHANNEL.upper()}: the job needs a `{DATA_CHANNEL}` input "
+            "channel with the images (bin-images/, metadata/)"
+        )
+    overrides += [
+        f"paths.data_dir={places.data_dir}",
+        f"paths.log_dir={places.run_dir.parent}",
+        f"callbacks.model_checkpoint.dirpath={places.checkpoint_dir}",
+    ]
+    last = resumable(places.checkpoint_dir, env.get("TRAINING_JOB_NAME"))
+    if last is not None and "ckpt_path" not in hyperparameters:
+        log.info("resuming from %s (the job was restarted)", last)
+        overrides.append(f"ckpt_path={last}")
+    return overrides
+
+
+def resumable(checkpoint_dir: Path, job_name: str | None) -> Path | None:
+    """last.ckpt of this same job (a spot restart keeps the job's name), else None.
+
+    The checkpoint folder is marked with the job's name, so a job never resumes from another
+    job's checkpoints (tuning trials, or a reused sagemaker.checkpoint_s3_uri).
+    """
+    mark = checkpoint_dir / "job.json"
+    last = checkpoint_dir / "last.ckpt"
+    owner = json.loads(mark.read_text()).get("job") if mark.is_file() else None
+    if last.is_file() and mark.is_file() and owner == job_name:
+        return last
+    if last.is_file():
+        log.warning("%s belongs to job %s, not %s: starting afresh", last, owner, job_name)
+    atomic_write_json(mark, {"job": job_name})
+    return None
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from bincount.config import config_dir
+
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            return hydra_compose("train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise BincountError(f"the job's hyperparameters do not compose a config: {e}") from None
+
+
+def build_config(argv: list[str], env: Mapping[str, str]):
+    from omegaconf import OmegaConf, open_dict
+
+    hyperparameters = parse_hyperparameters(argv)
+    topology = Topology.from_env(env)
+    places = Places.from_env(env)
+    cfg = compose(job_overrides(hyperparameters, env, places))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(places.run_dir)
+        for key, value in topology.trainer_settings().items():
+            OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+        if places.output_data_dir is not None and cfg.get("callbacks") is not None:
+            cfg.callbacks.rank_record = {
+                "_target_": "bincount.sagemaker.rank_record.RankRecord",
+                "out_dir": str(places.output_data_dir / "ranks"),
+                "host": topology.hosts[topology.node_rank],
+            }
+    return cfg, topology, places
+
+
+def export_model(places: Places) -> Path | None:
+    """The run folder the serving side loads: config.yaml, metrics.json, checkpoints/best.ckpt."""
+    if places.model_dir is None:
+        return None
+    run, model = places.run_dir, places.model_dir
+    metrics = json.loads((run / "metrics.json").read_text())
+    best = places.checkpoint_dir / "best.ckpt"
+    if not best.is_file():
+        log.warning("no best.ckpt (no validation?): exporting the last checkpoint as best")
+        best = places.checkpoint_dir / "last.ckpt"
+    if not best.is_file():
+        raise BincountError(f"no checkpoint in {places.checkpoint_dir}: nothing to export")
+    (model / "checkpoints").mkdir(parents=True, exist_ok=True)
+    tmp = model / "checkpoints" / ".best.ckpt.tmp"
+    shutil.copyfile(best, tmp)
+    os.replace(tmp, model / "checkpoints" / "best.ckpt")
+    shutil.copyfile(run / "config.yaml", model / "config.yaml")
+    metrics["best_checkpoint"] = "checkpoints/best.ckpt"
+    atomic_write_json(model / "metrics.json", metrics)
+    if (run / "csv" / "metrics.csv").is_file():
+        (model / "csv").mkdir(exist_ok=True)
+        shutil.copyfile(run / "csv" / "metrics.csv", model / "csv" / "metrics.csv")
+    if places.output_data_dir is not None:
+        atomic_write_json(places.output_data_dir / "metrics.json", metrics)
+    return model
+
+
+def run(argv: list[str], env: Mapping[str, str] | None = None) -> float:
+    env = os.environ if env is None else env
+    cfg, topology, places = build_config(argv, env)
+    os.environ.update(topology.launch_env(env))
+    log.info(
+        "host %s (%d of %d), %d process(es) per host on %s, world size %d",
+        topology.hosts[topology.node_rank],
+        topology.node_rank + 1,
+        topology.num_nodes,
+        topology.devices,
+        topology.accelerator,
+        topology.world_size,
+    )
+    from bincount.train import train
+
+    objective = train(cfg)
+    if topology.global_rank(os.environ) == 0:
+        # The last `<metric>=` line of the log is what a tuning job scores the trial by.
+        print(f"best {cfg.optimized_metric}={objective:.6f}", flush=True)
+        model = export_model(places)
+        if model is not None:
+            log.info("model saved to %s", model)
+    return objective
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
+    )
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except BincountError as e:
+        print(f"error: {e}", file=sys.stderr)
+        failure = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output")) / "failure"
+        if failure.parent.is_dir():  # SageMaker shows this file as the job's failure reason
+            failure.write_text(f"bincount: {e}\n")
+        return 2
+    return 0

@@ -1,0 +1,361 @@
+"""The job from the config: every field of the SageMaker requests, checked before any call.
+
+`build(cfg, hyperparameters, launch_id)` reads the `sagemaker` group (and `sweep` for a tuning
+job) and raises a BincountError for what SageMaker would refuse later or what would waste money:
+no role, no region, an unknown instance type, spot with a max wait not above the max runtime,
+several instances without a distributed setup. `training_request()` / `tuning_request()` give
+the requests in the API's own shape (what `dry_run=true` prints; the SDK sends the same fields).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig
+
+from bincount.data.sources import is_s3_uri
+from bincount.errors import BincountError
+from bincount.sagemaker import hpo, prices
+from bincount.sagemaker.tags import project_tags
+
+ENTRY_SCRIPT = "sagemaker_entry.py"
+DATA_CHANNEL = "data"
+MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600  # SageMaker's limit
+# Lines the job prints (EpochSummary each epoch, the summary at the end, the bridge's best value).
+LOGGED_METRICS = (
+    "train/loss_epoch",
+    "train/acc",
+    "val/loss",
+    "val/acc",
+    "val/rmse",
+    "test/acc",
+    "test/rmse",
+    "test/mae",
+    "test/off_by_one",
+)
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
+_NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
+CHECKPOINT_ENV = "BINCOUNT_CHECKPOINT_DIR"
+
+
+def metric_definitions(names=LOGGED_METRICS) -> list[dict[str, str]]:
+    """How SageMaker reads metrics from the job's log lines (`val/acc=0.8125`)."""
+    return [{"Name": n, "Regex": rf"\b{re.escape(n)}={_NUMBER}"} for n in names]
+
+
+@dataclass
+class JobSpec:
+    launch_id: str
+    region: str
+    role: str
+    image_uri: str
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    gpus_per_instance: int
+    input_mode: str
+    data_uri: str
+    bucket: str | None  # None: SageMaker's default bucket, known once the account is
+    prefix: str
+    output_path: str | None
+    base_job_name: str
+    max_runtime_s: int
+    spot: bool
+    max_wait_s: int | None
+    checkpoint_s3_uri: str | None
+    checkpoint_local_path: str
+    distributed: str | None
+    processes_per_host: int | None
+    hyperparameters: dict[str, str]
+    tags: list[dict[str, str]]
+    environment: dict[str, str]
+    metric_definitions: list[dict[str, str]]
+    wait: bool = False
+    space: hpo.Space | None = None
+    spot_savings: float = 0.7
+    keep_image_torch: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+    # ----- S3 locations (the bucket may be SageMaker's default, resolved when submitting) -----
+    def bucket_or_placeholder(self) -> str:
+        return self.bucket or "<default bucket sagemaker-{region}-{account}>"
+
+    def output_uri(self) -> str:
+        return self.output_path or f"s3://{self.bucket_or_placeholder()}/{self.prefix}/output"
+
+    def checkpoint_uri(self) -> str | None:
+        if not self.checkpointing:
+            return None
+        return (
+            self.checkpoint_s3_uri
+            or f"s3://{self.bucket_or_placeholder()}/{self.prefix}/checkpoints/{self.launch_id}"
+        )
+
+    @property
+    def checkpointing(self) -> bool:
+        return self.spot or bool(self.checkpoint_s3_uri)
+
+    def container_environment(self) -> dict[str, str]:
+        env = dict(self.environment)
+        if self.checkpointing:
+            env[CHECKPOINT_ENV] = self.checkpoint_local_path
+        return env
+
+    # ----- requests, in the API's shape -----
+    def _resource_and_stopping(self) -> dict:
+        stopping = {"MaxRuntimeInSeconds": self.max_runtime_s}
+        if self.spot:
+            stopping["MaxWaitTimeInSeconds"] = self.max_wait_s
+        out = {
+            "ResourceConfig": {
+                "InstanceType": self.instance_type,
+                "InstanceCount": self.instance_count,
+                "VolumeSizeInGB": self.volume_size_gb,
+            },
+            "StoppingCondition": stopping,
+            "EnableManagedSpotTraining": self.spot,
+        }
+        if self.checkpointing:
+            out["CheckpointConfig"] = {
+                "S3Uri": self.checkpoint_uri(),
+                "LocalPath": self.checkpoint_local_path,
+            }
+        return out
+
+    def data_channel(self) -> dict:
+        return {
+            "ChannelName": DATA_CHANNEL,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": self.data_uri,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+            "InputMode": self.input_mode,
+        }
+
+    def training_request(self) -> dict:
+        code = f"s3://{self.bucket_or_placeholder()}/{self.base_job_name}/<job name>/input"
+        return {
+            "TrainingJobName": f"{self.base_job_name}-<timestamp>",
+            "AlgorithmSpecification": {
+                "TrainingImage": self.image_uri,
+                "TrainingInputMode": self.input_mode,
+                "MetricDefinitions": self.metric_definitions,
+                "ContainerEntrypoint": ["/bin/bash"],
+                "ContainerArguments": [
+                    "-c",
+                    "<the SDK's sm_train.sh: requirements, then "
+                    + (f"torchrun {ENTRY_SCRIPT}>" if self.distributed else f"{ENTRY_SCRIPT}>"),
+                ],
+            },
+            "RoleArn": self.role,
+            "HyperParameters": dict(self.hyperparameters),
+            "InputDataConfig": [
+                self.data_channel(),
+                {"ChannelName": "code", "S3Uri": f"{code}/code (the source bundle)"},
+                {"ChannelName": "sm_drivers", "S3Uri": f"{code}/sm_drivers (the SDK's drivers)"},
+            ],
+            "OutputDataConfig": {"S3OutputPath": self.output_uri()},
+            **self._resource_and_stopping(),
+            "Environment": self.container_environment(),
+            "Tags": self.tags,
+        }
+
+    def tuning_request(self) -> dict:
+        assert self.space is not None
+        tuned = {p.key for p in self.space.params}
+        static = {k: v for k, v in self.hyperparameters.items() if k not in tuned}
+        static["sagemaker_program"] = ENTRY_SCRIPT
+        static["sagemaker_submit_directory"] = "<s3 uri of the source bundle, sourcedir.tar.gz>"
+        return {
+            "HyperParameterTuningJobName": f"{self.base_job_name}-hpo-<timestamp>",
+            "HyperParameterTuningJobConfig": self.space.tuning_job_config(),
+            "TrainingJobDefinition": {
+                "AlgorithmSpecification": {
+                    "TrainingImage": self.image_uri,
+                    "TrainingInputMode": self.input_mode,
+                    "MetricDefinitions": self.metric_definitions,
+                },
+                "RoleArn": self.role,
+                "StaticHyperParameters": static,
+                "InputDataConfig": [self.data_channel()],
+                "OutputDataConfig": {"S3OutputPath": self.output_uri()},
+                **self._resource_and_stopping(),
+                "Environment": self.container_environment(),
+            },
+            "Tags": self.tags,
+        }
+
+    def requests(self) -> dict:
+        if self.space is not None:
+            return {"CreateHyperParameterTuningJob": self.tuning_request()}
+        return {"CreateTrainingJob": self.training_request()}
+
+    def estimate(self) -> prices.Estimate:
+        return prices.estimate(
+            self.instance_type,
+            self.instance_count,
+            self.max_runtime_s,
+            jobs=self.space.max_trials if self.space else 1,
+            spot=self.spot,
+            spot_savings=self.spot_savings,
+        )
+
+
+def resolve_region(configured: str | None) -> str:
+    if configured:
+        return str(configured)
+    import os
+
+    import boto3  # reads AWS_DEFAULT_REGION and the profile's region; no call is made
+
+    region = os.environ.get("AWS_REGION") or boto3.session.Session().region_name
+    if not region:
+        raise BincountError(
+            "no AWS region: set sagemaker.region=eu-west-1 (or AWS_REGION, or a region in your "
+            "AWS profile)"
+        )
+    return region
+
+
+def image_uri(sm: DictConfig, region: str, gpus: int) -> str:
+    if sm.get("image_uri"):
+        return str(sm.image_uri)
+    from sagemaker.core import image_uris  # the SDK's offline table of AWS images
+
+    try:
+        return image_uris.retrieve(
+            "pytorch",
+            region=region,
+            version=str(sm.framework_version),
+            py_version=str(sm.py_version),
+            instance_type=str(sm.instance_type),
+            image_scope="training",
+        )
+    except ValueError as e:
+        raise BincountError(
+            f"no PyTorch training image for framework_version={sm.framework_version}, "
+            f"py_version={sm.py_version} in {region} ({e}); set sagemaker.framework_version / "
+            "sagemaker.py_version, or sagemaker.image_uri=URI"
+        ) from None
+
+
+def _data_uri(cfg: DictConfig) -> str:
+    uri = cfg.sagemaker.get("data_uri") or None
+    source = str(cfg.data.source)
+    if uri is None and is_s3_uri(source):
+        uri = source
+    if uri is None:
+        raise BincountError(
+            f"data.source={source} is a folder on this machine and a SageMaker job reads its data "
+            "from S3: upload it first (`bincount data upload FOLDER s3://BUCKET/PREFIX`) and pass "
+            "sagemaker.data_uri=s3://BUCKET/PREFIX"
+        )
+    if not is_s3_uri(str(uri)):
+        raise BincountError(f"sagemaker.data_uri={uri} must be an s3:// URI")
+    return str(uri).rstrip("/") + "/"
+
+
+def _int(sm: DictConfig, key: str, minimum: int = 1) -> int:
+    try:
+        value = int(sm[key])
+    except (TypeError, ValueError):
+        raise BincountError(f"sagemaker.{key}={sm.get(key)} must be a whole number") from None
+    if value < minimum:
+        raise BincountError(f"sagemaker.{key}={value} must be at least {minimum}")
+    return value
+
+
+def build(cfg: DictConfig, hyperparameters: dict[str, str], launch_id: str) -> JobSpec:
+    sm = cfg.sagemaker
+    warnings: list[str] = []
+    role = sm.get("role")
+    if not role:
+        raise BincountError(
+            "no IAM role for the job: set sagemaker.role=arn:aws:iam::<account>:role/<name> "
+            "(or SAGEMAKER_ROLE), a role SageMaker may assume with S3 access"
+        )
+    if not _ROLE_ARN.match(str(role)):
+        raise BincountError(
+            f"sagemaker.role={role} is not a role ARN: use arn:aws:iam::<account>:role/<name>"
+        )
+    region = resolve_region(sm.get("region"))
+    itype = str(sm.instance_type)
+    known = prices.instance(itype)
+    if known is None:
+        raise BincountError(
+            f"unknown instance type {itype}: use one of {', '.join(prices.INSTANCES)} (or add it "
+            "with its price to bincount/sagemaker/prices.py)"
+        )
+    count = _int(sm, "instance_count")
+    distributed = sm.get("distributed") or None
+    if distributed not in (None, "torchrun"):
+        raise BincountError(f"sagemaker.distributed={distributed}: use torchrun or null")
+    if count > 1 and not distributed:
+        raise BincountError(
+            f"sagemaker.instance_count={count} without a distributed setup would run {count} "
+            "separate copies of the same training: add sagemaker=ddp (torchrun on every host)"
+        )
+    max_runtime = _int(sm, "max_runtime_s")
+    if max_runtime > MAX_RUNTIME_LIMIT_S:
+        raise BincountError(f"sagemaker.max_runtime_s={max_runtime} is above SageMaker's 28 days")
+    spot = bool(sm.spot)
+    max_wait = None
+    if spot:
+        max_wait = int(sm.max_wait_s) if sm.get("max_wait_s") is not None else 2 * max_runtime
+        if max_wait <= max_runtime:
+            raise BincountError(
+                f"sagemaker.max_wait_s={max_wait} must be above sagemaker.max_runtime_s="
+                f"{max_runtime} (the wait for spot capacity counts in it): raise max_wait_s or "
+                "leave it null (2 x max_runtime_s)"
+            )
+    elif sm.get("max_wait_s") is not None:
+        warnings.append("sagemaker.max_wait_s applies to spot jobs only: ignored")
+    input_mode = str(sm.input_mode)
+    if input_mode not in ("File", "FastFile", "Pipe"):
+        raise BincountError(f"sagemaker.input_mode={input_mode}: use FastFile, File or Pipe")
+    for key in ("output_path", "checkpoint_s3_uri"):
+        if sm.get(key) and not is_s3_uri(str(sm[key])):
+            raise BincountError(f"sagemaker.{key}={sm[key]} must be an s3:// URI")
+    space = hpo.space(cfg) if cfg.get("sweep") is not None else None
+    if space is not None:
+        both = sorted({p.key for p in space.params} & set(hyperparameters))
+        if both:
+            warnings.append(f"{', '.join(both)} set on the command line and tuned: tuned wins")
+    environment = {str(k): str(v) for k, v in (sm.get("environment") or {}).items()}
+    processes = sm.get("processes_per_host")
+    return JobSpec(
+        launch_id=launch_id,
+        region=region,
+        role=str(role),
+        image_uri=image_uri(sm, region, known.gpus),
+        instance_type=itype,
+        instance_count=count,
+        volume_size_gb=_int(sm, "volume_size_gb"),
+        gpus_per_instance=known.gpus,
+        input_mode=input_mode,
+        data_uri=_data_uri(cfg),
+        bucket=sm.get("bucket") or None,
+        prefix=str(sm.prefix).strip("/"),
+        output_path=sm.get("output_path") or None,
+        base_job_name=str(sm.base_job_name),
+        max_runtime_s=max_runtime,
+        spot=spot,
+        max_wait_s=max_wait,
+        checkpoint_s3_uri=sm.get("checkpoint_s3_uri") or None,
+        checkpoint_local_path=str(sm.checkpoint_local_path),
+        distributed=distributed,
+        processes_per_host=int(processes) if processes else None,
+        hyperparameters=dict(hyperparameters),
+        tags=project_tags(dict(sm.get("tags") or {})),
+        environment=environment,
+        metric_definitions=metric_definitions(),
+        wait=bool(sm.get("wait", False)),
+        space=space,
+        spot_savings=float(sm.get("spot_savings", 0.7)),
+        keep_image_torch=bool(sm.get("keep_image_torch", True)),
+        warnings=warnings,
+    )

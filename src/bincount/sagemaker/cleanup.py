@@ -29,7 +29,8 @@ def client(region: str | None = None):
     try:
         return boto3.client("sagemaker", region_name=region)
     except BotoCoreError as e:
-        raise BincountError(f"cannot talk to SageMaker ({e}): pass --region or set AWS_REGION") from None
+        hint = "pass --region or set AWS_REGION"
+        raise BincountError(f"cannot talk to SageMaker ({e}): {hint}") from None
 
 
 def _listing(sm, kind: str):
@@ -108,7 +109,8 @@ def delete(sm, resources: list[Resource]) -> list[str]:
             if "not found" in message.lower() or "could not find" in message.lower():
                 lines.append(f"already gone {resource}")
             else:
-                raise BincountError(f"could not delete {resource.kind} {resource.name}: {message}") from None
+                what = f"{resource.kind} {resource.name}"
+                raise BincountError(f"could not delete {what}: {message}") from None
     return lines
 
 

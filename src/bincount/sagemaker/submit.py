@@ -33,8 +33,7 @@ def session(spec: JobSpec):
 
 
 def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
-    from sagemaker.train import ModelTrainer
-    from sagemaker.train.configs import (
+    from sagemaker.core.training.configs import (
         CheckpointConfig,
         Compute,
         MetricDefinition,
@@ -43,6 +42,7 @@ def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
         StoppingCondition,
         Tag,
     )
+    from sagemaker.train import ModelTrainer
     from sagemaker.train.distributed import Torchrun
 
     bucket = sm_session.default_bucket()  # the configured one, or SageMaker's default
@@ -89,7 +89,7 @@ def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
 
 
 def data_channel(spec: JobSpec):
-    from sagemaker.train.configs import Channel, DataSource, S3DataSource
+    from sagemaker.core.training.configs import Channel, DataSource, S3DataSource
 
     return Channel(
         channel_name=DATA_CHANNEL,

@@ -1,0 +1,235 @@
+"""launch_sagemaker.py against a real moto server: what SageMaker and S3 received."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+
+import pytest
+from hydra import compose, initialize_config_dir
+from sm_moto import BUCKET, REGION, ROLE, s3_keys, s3_read
+
+from bincount.config import config_dir, project_root
+from bincount.sagemaker.launcher import launch
+
+CPU_IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-training:2.10.0-cpu-py313"
+BASE = [
+    f"sagemaker.bucket={BUCKET}",
+    "sagemaker.instance_type=ml.m5.xlarge",
+    f"data.source=s3://{BUCKET}/abid",
+]
+# A line EpochSummary really prints, and the one the bridge prints at the end.
+EPOCH_LINE = (
+    "[2026-11-25 05:32:54,392][bincount][INFO] epoch 1/2 (7s): train/loss_epoch=1.7098 "
+    "train/acc=0.1875 val/loss=1.9174 val/acc=0.2000 val/rmse=1.7321"
+)
+
+
+def run_launcher(*overrides, tmp_path):
+    return subprocess.run(
+        [
+            sys.executable,
+            str(project_root() / "launch_sagemaker.py"),
+            *overrides,
+            f"hydra.run.dir={tmp_path / 'launch'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
+
+
+def launch_in_process(*overrides, tmp_path, echo=lambda s: None):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("launch", overrides=list(overrides))
+    return launch(cfg, list(overrides), tmp_path / "launch", echo=echo)
+
+
+def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
+    overrides = ["model=resnet50", "lr=0.01", "trainer.max_epochs=3", "+data.extra=[1,2]"]
+    proc = run_launcher(*overrides, *BASE, "sagemaker.spot=true", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [req] = aws.sagemaker("CreateTrainingJob")
+    algo = req["AlgorithmSpecification"]
+    assert algo["TrainingImage"] == CPU_IMAGE
+    assert algo["TrainingInputMode"] == "FastFile"
+    assert req["ResourceConfig"]["InstanceCount"] == 1
+    assert req["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert req["RoleArn"] == ROLE
+    # The training overrides, verbatim; nothing of the launcher's own settings.
+    assert req["HyperParameters"] == {
+        "model": "resnet50",
+        "lr": "0.01",
+        "trainer.max_epochs": "3",
+        "+data.extra": "[1,2]",
+    }
+    # Spot: a max wait above the max runtime, checkpoints synced to S3 and found by the bridge.
+    assert req["EnableManagedSpotTraining"] is True
+    stop = req["StoppingCondition"]
+    assert stop["MaxWaitTimeInSeconds"] > stop["MaxRuntimeInSeconds"] == 14400
+    ckpt = req["CheckpointConfig"]
+    assert ckpt["LocalPath"] == "/opt/ml/checkpoints"
+    assert ckpt["S3Uri"].startswith(f"s3://{BUCKET}/bincount/checkpoints/")
+    assert req["Environment"]["BINCOUNT_CHECKPOINT_DIR"] == "/opt/ml/checkpoints"
+    # Metric definitions that read the job's real log lines.
+    regex = {m["Name"]: m["Regex"] for m in algo["MetricDefinitions"]}
+    assert re.search(regex["val/acc"], EPOCH_LINE).group(1) == "0.2000"
+    assert re.search(regex["train/acc"], EPOCH_LINE).group(1) == "0.1875"
+    assert re.search(regex["val/acc"], "best val/acc=0.812500").group(1) == "0.812500"
+    assert {"Key": "bincount:project", "Value": "bincount"} in req["Tags"]
+    data = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "data")
+    assert data["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/abid/"
+    assert data["InputMode"] == "FastFile"
+    assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/bincount/output"
+
+    # The source bundle in S3: package, configs, train.py, pinned requirements, entrypoint.
+    code = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "code")
+    prefix = code["DataSource"]["S3DataSource"]["S3Uri"].split(f"s3://{BUCKET}/", 1)[1]
+    keys = {k[len(prefix) + 1 :] for k in s3_keys(prefix)}
+    for needed in (
+        "train.py",
+        "sagemaker_entry.py",
+        "requirements.txt",
+        "bundle.json",
+        "conf/train.yaml",
+        "conf/model/resnet50.yaml",
+        "src/bincount/train.py",
+        "src/bincount/sagemaker/bridge.py",
+    ):
+        assert needed in keys
+    assert not [k for k in keys if k.split("/")[0] in ("outputs", "data", ".venv", "tests")]
+    assert not [k for k in keys if "__pycache__" in k or k.endswith((".ckpt", ".pyc"))]
+    requirements = s3_read(f"{prefix}/requirements.txt").decode()
+    assert "pytorch-lightning==2.6.6" in requirements
+    assert "\ntorch==" not in requirements  # the image's own torch build
+    assert "sagemaker" not in requirements.replace("# Pinned", "")
+    # What was launched is recorded next to the bundle.
+    record = json.loads((tmp_path / "launch" / "requests.json").read_text())
+    assert (
+        record["job_name"]
+        and record["requests"]["CreateTrainingJob"]["HyperParameters"] == (req["HyperParameters"])
+    )
+    assert "submitted training job" in proc.stdout and "cost estimate" in proc.stdout
+
+
+def test_ddp_job_runs_torchrun_on_every_host(aws, tmp_path):
+    launch_in_process("sagemaker=ddp", "sagemaker.instance_count=3", *BASE, tmp_path=tmp_path)
+    [req] = aws.sagemaker("CreateTrainingJob")
+    assert req["ResourceConfig"]["InstanceCount"] == 3
+    assert req["HyperParameters"] == {}
+    drivers = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "sm_drivers")
+    prefix = drivers["DataSource"]["S3DataSource"]["S3Uri"].split(f"s3://{BUCKET}/", 1)[1]
+    assert "torchrun_driver.py" in s3_read(f"{prefix}/sm_train.sh").decode()
+    assert json.loads(s3_read(f"{prefix}/sourcecode.json"))["entry_script"] == (
+        "sagemaker_entry.py"
+    )
+    assert "EnableManagedSpotTraining" not in req or not req["EnableManagedSpotTraining"]
+    assert "CheckpointConfig" not in req
+
+
+def test_tuning_job_searches_the_one_space(aws, tmp_path):
+    launch_in_process(
+        "+sweep=hpo", "model=resnet18", "lr=0.5", "sweep.max_trials=6", *BASE, tmp_path=tmp_path
+    )
+    [req] = aws.sagemaker("CreateHyperParameterTuningJob")
+    config = req["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Bayesian"
+    objective = config["HyperParameterTuningJobObjective"]
+    assert objective == {"Type": "Maximize", "MetricName": "val/acc"}
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 2}
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    ranges = config["ParameterRanges"]
+    assert ranges["ContinuousParameterRanges"] == [
+        {"Name": "lr", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}
+    ]
+    assert ranges["CategoricalParameterRanges"] == [
+        {"Name": "batch_size", "Values": ["32", "64", "128", "256", "512"]}
+    ]
+    definition = req["TrainingJobDefinition"]
+    static = definition["StaticHyperParameters"]
+    assert static["model"] == "resnet18" and "lr" not in static  # tuned, not fixed
+    assert static["sagemaker_program"] == "sagemaker_entry.py"
+    names = [m["Name"] for m in definition["AlgorithmSpecification"]["MetricDefinitions"]]
+    assert "val/acc" in names
+    assert {"Key": "bincount:project", "Value": "bincount"} in req["Tags"]
+    # The trials run the bundle through SageMaker's script mode: it must be complete there too.
+    key = static["sagemaker_submit_directory"].split(f"s3://{BUCKET}/", 1)[1]
+    with tarfile.open(fileobj=io.BytesIO(s3_read(key))) as tar:
+        members = set(tar.getnames())
+    assert {"sagemaker_entry.py", "train.py", "conf/sweep/hpo.yaml", "requirements.txt"} <= members
+
+
+def test_dry_run_prints_requests_and_cost_and_calls_nothing(aws, tmp_path):
+    lines = []
+    result = launch_in_process(
+        "+sweep=hpo",
+        "sagemaker.spot=true",
+        "dry_run=true",
+        *BASE,
+        tmp_path=tmp_path,
+        echo=lines.append,
+    )
+    assert aws.requests == []
+    assert result.job_name is None
+    out = "\n".join(lines)
+    assert '"CreateHyperParameterTuningJob"' in out and '"ScalingType": "Logarithmic"' in out
+    assert "on-demand: up to $" in out and "spot:      up to $" in out
+    # 20 trials x 4 h x $0.23/h on-demand, and 30 % of it on spot
+    assert "$18.40" in out and "$5.52" in out
+
+
+def test_dry_run_from_the_command_line(aws, tmp_path):
+    proc = run_launcher(*BASE, "dry_run=true", "lr=0.02", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert aws.requests == []
+    start = proc.stdout.index("{")
+    end = proc.stdout.rindex("}") + 1
+    req = json.loads(proc.stdout[start:end])["CreateTrainingJob"]
+    assert req["HyperParameters"] == {"lr": "0.02"}
+    assert "cost estimate (on-demand chosen)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["sagemaker.role=null"], "no IAM role"),
+        (["sagemaker.role=my-role"], "is not a role ARN"),
+        (["sagemaker.instance_type=ml.m5.huge"], "unknown instance type ml.m5.huge"),
+        (["sagemaker.spot=true", "sagemaker.max_wait_s=14400"], "must be above"),
+        (["sagemaker.instance_count=2"], "add sagemaker=ddp"),
+        (["data.source=/tmp/somewhere"], "bincount data upload"),
+        (["ckpt_path=/tmp/x.ckpt"], "ckpt_path"),
+        (["+sweep=hpo", "+sweep.params.nope.type=float"], "not a key of the training config"),
+        (["+sweep=hpo", "sweep.strategy=grid"], "categorical params only"),
+    ],
+)
+def test_clear_errors_before_any_call(aws, tmp_path, overrides, message):
+    from bincount.errors import BincountError
+
+    with pytest.raises(BincountError, match=re.escape(message)):
+        launch_in_process(*BASE, *overrides, tmp_path=tmp_path)
+    assert aws.requests == []
+
+
+def test_no_region_is_a_clear_error(aws, tmp_path, monkeypatch):
+    from bincount.errors import BincountError
+
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(BincountError, match="no AWS region"):
+        launch_in_process(*BASE, tmp_path=tmp_path)
+    assert aws.requests == []
+
+
+def test_cli_prints_the_error_without_traceback(aws, tmp_path):
+    proc = run_launcher(*BASE, "sagemaker.instance_type=ml.nope", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert "error: unknown instance type ml.nope" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert aws.requests == []

@@ -69,6 +69,12 @@ def deep_sigmoid_mlp(depth: int = 20, width: int = 32, classes: int = 5) -> nn.M
     return nn.Sequential(*layers)
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Networks are built before fit() is called: seed their initialisation too."""
+    pl.seed_everything(0, workers=True, verbose=False)
+
+
 @pytest.fixture(name="small_cnn")
 def small_cnn_factory():
     return small_cnn

@@ -80,7 +80,7 @@ class Rule:
 class NonFinite(Rule):
     """NaN or inf in the loss or the gradients."""
 
-    name: ClassVar[str] = "nan"
+    name: ClassVar[str] = "non_finite"
     hint: ClassVar[str] = (
         "the loss or gradients became NaN/inf: lower lr, set trainer.gradient_clip_val=1.0, "
         "or use precision 32-true"
@@ -226,7 +226,7 @@ class PoorInitialization(Rule):
 @dataclass
 class LossNotDecreasing(Rule):
     """The mean training loss over `window` steps did not fall by `min_decrease` (relative)
-    below the best earlier window, `patience` windows in a row."""
+    below the best earlier window (or the first step's loss), `patience` windows in a row."""
 
     name: ClassVar[str] = "loss_not_decreasing"
     hint: ClassVar[str] = (
@@ -250,7 +250,9 @@ class LossNotDecreasing(Rule):
         ]
         if not all(math.isfinite(m) for m in means):
             return None  # the nan rule reports it
-        best_before = min(means[: n - self.patience])
+        # the best before: an earlier window, or the very first loss (before any update),
+        # so a loss that blew up and came half-way back down still counts as not decreasing
+        best_before = min(losses[0], *means[: n - self.patience])
         recent = means[n - self.patience :]
         if all(m > best_before * (1 - self.min_decrease) for m in recent):
             return {
@@ -258,7 +260,7 @@ class LossNotDecreasing(Rule):
                 "best_earlier": best_before,
                 "message": f"mean loss of the last {self.patience} windows of {self.window} "
                 f"steps ({', '.join(f'{m:.3g}' for m in recent)}) is not below the best "
-                f"earlier window ({best_before:.3g})",
+                f"earlier loss ({best_before:.3g})",
             }
         return None
 

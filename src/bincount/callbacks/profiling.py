@@ -118,7 +118,8 @@ def advise(summary: dict) -> list[str]:
             (
                 opt,
                 f"the optimizer phase is {opt:.0%} of the step: check per-step callbacks and "
-                "logging (trainer.log_every_n_steps), or freeze the backbone",
+                "logging (trainer.log_every_n_steps; debug=health adds gradient statistics: "
+                "callbacks.health.every_n_steps), or freeze the backbone",
             )
         )
     cpu = summary.get("cpu", {}).get("utilisation_pct")

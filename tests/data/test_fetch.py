@@ -288,3 +288,40 @@ def test_help_of_each_subcommand(capsys):
             main([*argv, "--help"])
         assert e.value.code == 0
         assert "usage: bincount data" in capsys.readouterr().out
+
+
+def test_a_target_that_cannot_be_written_is_a_clear_error(tmp_path, capsys, abid):
+    (tmp_path / "file").write_text("not a folder")
+    code = main(["data", "fetch", "--source", str(abid), "--to", str(tmp_path / "file")])
+    assert code == 2
+    assert "cannot write into" in capsys.readouterr().err
+
+
+def test_train_py_reads_an_s3_source(abid_bucket, abid_files, make_bucket, tmp_path):
+    """The user's `python train.py data.source=s3://...`, one batch of each split."""
+    _, ids = abid_bucket
+    files = abid_files(ids)
+    files["file_list.json"] = json.dumps(ids).encode()  # else the seed's 10,441 ids are tried
+    bucket = make_bucket(files)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[2] / "train.py"),
+            "experiment=smoke",
+            "debug=fdr",
+            f"data.source=s3://{bucket}",
+            "data.counts=[0,1,2,3,4,5]",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "data.image_size=64",
+            "data.num_workers=0",
+        ],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cache = tmp_path / "data" / "s3" / bucket
+    assert sorted(p.stem for p in (cache / "bin-images").iterdir()) == sorted(ids)
+    assert list((tmp_path / "data" / "manifests").glob(f"{bucket}-*.csv"))

@@ -108,6 +108,20 @@ class _Done:
     retries: int = 0
 
 
+def _write(path: Path, data: bytes) -> None:
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as e:  # a full disk, a read-only folder: nothing a retry would mend
+        raise _Fatal(
+            f"cannot write {path} ({e.strerror}): free some space or choose another --to, "
+            "then run again to resume"
+        ) from None
+
+
+class _Fatal(BincountError):
+    """Stops the whole fetch (unlike a BincountError about one file)."""
+
+
 class _Fetcher:
     def __init__(self, store: Store, target: Path, attempts: int):
         self.store = store
@@ -148,14 +162,16 @@ class _Fetcher:
         try:
             if not done.image_local:
                 data, done.retries = self._get(key, manifest.verify_jpeg)
-                atomic_write_bytes(path, data)
+                _write(path, data)
                 done.files, done.bytes = 1, len(data)
             if not meta.local:
-                atomic_write_bytes(sources.metadata_path(self.target, meta.id), meta.data)
+                _write(sources.metadata_path(self.target, meta.id), meta.data)
                 done.files += 1
                 done.bytes += len(meta.data)
         except Missing as e:
             done.problem = ("missing", key, str(e))
+        except _Fatal:
+            raise
         except BincountError as e:
             done.problem = ("invalid", key, str(e))
         except Transient as e:
@@ -166,8 +182,14 @@ class _Fetcher:
 @contextlib.contextmanager
 def _locked(target: Path, wait_for_lock: bool) -> Iterator[None]:
     """One fetch at a time per folder (the kernel frees the lock if the process dies)."""
-    target.mkdir(parents=True, exist_ok=True)
-    with open(target / LOCK, "w") as f:
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        lock = open(target / LOCK, "w")  # noqa: SIM115 (closed below, after the unlock)
+    except OSError as e:
+        raise BincountError(
+            f"cannot write into {target} ({e.strerror}): choose a folder you may write to with --to"
+        ) from None
+    with lock as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if wait_for_lock else fcntl.LOCK_NB))
         except BlockingIOError:

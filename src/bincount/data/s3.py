@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -75,6 +76,9 @@ def client(signed: bool = False, pool: int = 10, attempts: int = 1):
     from botocore import UNSIGNED
     from botocore.config import Config
 
+    for name in ("botocore", "boto3", "urllib3"):  # their INFO lines are noise to a user
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
     config = Config(
         signature_version=None if signed else UNSIGNED,
         retries={"total_max_attempts": attempts, "mode": "standard"},

@@ -217,10 +217,12 @@ def finished(target: Path, source: str) -> bool:
     return report.get("source") == source and report.get("finished") and not report["failed"]
 
 
-def _progress(total: int | None, enabled: bool):
+def _progress(total: int | None, enabled: bool | None):
+    """A tqdm bar on stderr; enabled=None: only when stderr is a terminal."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="img", desc="fetch", disable=not enabled, dynamic_ncols=True)
+    disable = None if enabled is None else not enabled
+    return tqdm(total=total, unit="img", desc="fetch", disable=disable, dynamic_ncols=True)
 
 
 def fetch(
@@ -260,7 +262,7 @@ def fetch(
         if removed:
             log.info("removed %d partial files left by an interrupted fetch", removed)
         start = time.monotonic()
-        bar = _progress(total, progress if progress is not None else None)
+        bar = _progress(total, progress)
         try:
             _run(
                 _Fetcher(store, target, attempts),
@@ -298,6 +300,11 @@ def _run(fetcher, candidates, wanted, limit, concurrency, report: Report, bar) -
             if reason == "access denied" and not report.complete and not report.files:
                 denied_before_success[0] += 1
                 if denied_before_success[0] >= DENIED_LIMIT:
+                    if getattr(fetcher.store, "signed", False):
+                        raise BincountError(
+                            f"{report.source} refuses your AWS credentials ({key}: access "
+                            "denied): use credentials (AWS_PROFILE) that may read the bucket"
+                        )
                     raise BincountError(
                         f"{report.source} refuses anonymous reads ({key}: access denied): pass "
                         "--signed with AWS credentials that may read it"

@@ -117,12 +117,20 @@ def fit(bin_tensors, tmp_path):
         n_train=None,
         batch_size=8,
         train_data=None,
+        num_workers=0,
+        profiler=None,
     ):
         pl.seed_everything(0, workers=True)
         x, y = train_data or bin_tensors["train"]
         if n_train:
             x, y = x[:n_train], y[:n_train]
-        train = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
+        train = DataLoader(
+            TensorDataset(x, y),
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+        )
         val = DataLoader(TensorDataset(*bin_tensors["val"]), batch_size=batch_size)
         trainer = pl.Trainer(
             max_epochs=epochs,
@@ -136,6 +144,7 @@ def fit(bin_tensors, tmp_path):
             num_sanity_val_steps=0,
             log_every_n_steps=1,
             default_root_dir=str(tmp_path),
+            profiler=profiler,
         )
         trainer.fit(TinyModule(net, lr=lr, optimizer=optimizer), train, val)
         return trainer

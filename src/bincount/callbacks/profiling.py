@@ -37,11 +37,21 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _children(pid: int) -> list[int]:
+    """Direct child processes (DataLoader workers), found by their parent id in /proc."""
+    found = []
     try:
-        tasks = Path(f"/proc/{pid}/task").iterdir()
-        return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
     except OSError:
-        return []
+        return found
+    for entry in entries:
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry))
+    return found
 
 
 def _rss_bytes(pid: int | str = "self") -> int:
@@ -106,7 +116,7 @@ def advise(summary: dict) -> list[str]:
     if compute >= 0.6:
         out.append(
             (
-                compute * 0.5,
+                0.25,
                 f"forward+backward are {compute:.0%} of the step (compute-bound): a smaller "
                 "data.image_size, a lighter backbone, or a GPU (trainer=gpu, 16-mixed) speed "
                 "it up",
@@ -230,7 +240,7 @@ class StepProfile(pl.Callback):
             }
         )
         t["end"] = end
-        if len(self.steps) % self.memory_every_n_steps == 1:
+        if (len(self.steps) - 1) % self.memory_every_n_steps == 0:
             self._sample_memory()
 
     def on_validation_start(self, trainer, pl_module) -> None:

@@ -297,6 +297,7 @@ def test_a_target_that_cannot_be_written_is_a_clear_error(tmp_path, capsys, abid
     assert "cannot write into" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 25-45 s: a real train.py process (one batch per split)
 def test_train_py_reads_an_s3_source(abid_bucket, abid_files, make_bucket, tmp_path):
     """The user's `python train.py data.source=s3://...`, one batch of each split."""
     _, ids = abid_bucket

@@ -99,6 +99,12 @@ def collect(inputs: list[str]) -> list[Item]:
     return items
 
 
+def check_column(items: list[Item], column: str | None) -> None:
+    """Every item's expected quantity parses (before any model is loaded)."""
+    for item in items:
+        _expected(item, column)
+
+
 def _expected(item: Item, column: str | None) -> int | None:
     if not column:
         return None
@@ -154,8 +160,8 @@ def predict_local(model: inference.Model, items: list[Item], expected_column, ba
         pending.clear()
         blobs.clear()
 
+    check_column(items, expected_column)  # a bad expected value stops the run before any work
     for i, item in enumerate(items):
-        _expected(item, expected_column)  # a bad expected value stops the run before any work
         try:
             blobs.append(_read(item, limits))
             pending.append(i)

@@ -168,11 +168,18 @@ def load_module(ckpt: Path):
     """The CountModule of a checkpoint, in eval mode, without downloading any weights."""
     from bincount.models.module import CountModule
 
+    # The net is built without pretrained weights because the checkpoint's replace them: the
+    # backbone's "starts from random weights" warning would be wrong here.
+    quiet = logging.getLogger("bincount.models.backbones")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:  # weights_only loading, with OmegaConf containers allowed (no arbitrary pickles)
         with torch.serialization.safe_globals(_checkpoint_globals()):
             module = CountModule.load_from_checkpoint(ckpt, pretrained=False, map_location="cpu")
     except Exception as e:  # a truncated or foreign file fails deep inside torch
         raise BincountError(f"{ckpt} is not a bincount checkpoint ({e}): pass a .ckpt") from None
+    finally:
+        quiet.setLevel(level)
     return module.eval()
 
 
@@ -266,8 +273,12 @@ def check_image(data: bytes, limits: dict, what: str = "the body") -> bytes:
             f"{what} is not an image ({len(data)} bytes that are not JPEG, PNG, WebP or BMP): "
             "send a photo"
         ) from None
-    except Image.DecompressionBombError as e:
-        raise InputError(f"{what} is far too large an image ({e}): send a photo", 413) from None
+    except Image.DecompressionBombError as e:  # beyond PIL's own hard limit
+        raise InputError(
+            f"{what} is far too large an image ({e}); the limit is {limits['max_pixels']} "
+            "pixels (limits.max_pixels in conf/serve.yaml): send a smaller photo",
+            413,
+        ) from None
     except Exception as e:
         raise InputError(f"{what} is not a readable image ({e}): send a JPEG or PNG") from None
     max_pixels = int(limits["max_pixels"])

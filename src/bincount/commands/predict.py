@@ -57,6 +57,7 @@ def run(args) -> int:
         column = "expected"
         for item in items:
             item.columns["expected"] = str(args.expected)
+    batch.check_column(items, column)
     if args.endpoint:
         from bincount.sagemaker.deploy import invoke_json
 

@@ -1,0 +1,40 @@
+"""ONNX export: onnxruntime and PyTorch agree on real photos, and bad files say what to do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bincount import export, inference
+from bincount.errors import BincountError
+
+
+def test_onnx_and_torch_agree_on_real_photos(served_run, photos):
+    onnx = served_run / "onnx" / "model.onnx"
+    diff = export.parity(served_run, onnx, photos)
+    assert diff < 1e-4
+
+
+def test_export_writes_the_preprocessing_beside_the_model(served_run, torch_model):
+    meta = json.loads((served_run / "onnx" / "model.json").read_text())
+    assert meta["preprocess"] == torch_model.preprocess
+    assert meta["counts"] == torch_model.counts
+    assert meta["version"] == torch_model.info["version"]
+
+
+def test_export_elsewhere_carries_the_calibration(served_run, tmp_path, onnx_model):
+    path = export.export_onnx(served_run / "checkpoints" / "best.ckpt", tmp_path / "out")
+    assert (tmp_path / "out" / "calibration.json").is_file()
+    moved = inference.model_fn(path)
+    assert moved.info["backend"] == "onnx" and moved.info["calibrated"]
+    assert moved.temperature == onnx_model.temperature
+
+
+def test_broken_onnx_file_is_a_clear_error(tmp_path, served_run):
+    (tmp_path / "model.onnx").write_bytes(b"not a protobuf")
+    (tmp_path / "model.json").write_text((served_run / "onnx" / "model.json").read_text())
+    with pytest.raises(BincountError, match="not a usable ONNX model"):
+        inference.model_fn(tmp_path / "model.onnx")
+    with pytest.raises(BincountError, match="already an ONNX model"):
+        export.export_onnx(tmp_path / "model.onnx")

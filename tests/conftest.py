@@ -107,3 +107,26 @@ def trained_run(tiny_source, tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def debug_run(tiny_source, tmp_path_factory) -> Path:
+    """A tiny real run of the default model with `debug=[health,profile]` (64 px, 10 training
+    images in batches of 2, one epoch, no test stage): its folder, with health.json,
+    grad_norms.csv, profile.json, csv/metrics.csv and report.html."""
+    base = tmp_path_factory.mktemp("debug")
+    run_dir = base / "run"
+    proc = run_train(
+        "debug=[health,profile]",
+        "experiment=smoke",
+        f"data.source={tiny_source}",
+        f"paths.data_dir={base / 'data'}",
+        f"hydra.run.dir={run_dir}",
+        "data.image_size=64",
+        "data.max_per_split=10",
+        "data.num_workers=0",
+        "batch_size=2",
+        "test=false",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir

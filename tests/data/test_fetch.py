@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -326,3 +327,32 @@ def test_train_py_reads_an_s3_source(abid_bucket, abid_files, make_bucket, tmp_p
     cache = tmp_path / "data" / "s3" / bucket
     assert sorted(p.stem for p in (cache / "bin-images").iterdir()) == sorted(ids)
     assert list((tmp_path / "data" / "manifests").glob(f"{bucket}-*.csv"))
+
+
+def test_count_ranges_and_id_lists(tmp_path):
+    from bincount.commands.data import parse_counts, read_ids
+
+    assert parse_counts("1-5") == [1, 2, 3, 4, 5]
+    assert parse_counts("0,2,4") == [0, 2, 4] and parse_counts("1-3,7") == [1, 2, 3, 7]
+    for bad in ("5-1", "x", "-2", "1-"):
+        with pytest.raises(argparse.ArgumentTypeError, match="write e"):
+            parse_counts(bad)
+    (tmp_path / "ids.txt").write_text("00127\n127\n\n")
+    assert read_ids(tmp_path / "ids.txt") == ["00127", "127"]  # strings: never ints
+    (tmp_path / "ids.json").write_text('{"2": ["data/metadata/00127.json"]}')
+    assert read_ids(tmp_path / "ids.json") == ["00127"]
+    (tmp_path / "ints.json").write_text("[127]")
+    with pytest.raises(BincountError, match="quote the ids"):
+        read_ids(tmp_path / "ints.json")
+
+
+def test_bad_arguments_are_clear_errors(abid, tmp_path):
+    store = stores.open_store(str(abid))
+    for kwargs, message in (
+        ({"limit": 0}, "--limit 0 must be at least 1"),
+        ({"concurrency": 0}, "--concurrency 0 must be at least 1"),
+    ):
+        with pytest.raises(BincountError, match=message):
+            fetch.fetch(store, tmp_path / "out", ids=["00037"], **kwargs)
+    with pytest.raises(BincountError, match="is the source itself"):
+        fetch.fetch(store, abid, ids=["00037"])

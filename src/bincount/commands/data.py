@@ -21,8 +21,8 @@ def parse_counts(text: str) -> list[int]:
     counts: set[int] = set()
     try:
         for part in text.split(","):
-            low, _, high = part.strip().partition("-")
-            low_n, high_n = int(low), int(high or low)
+            low, dash, high = part.strip().partition("-")
+            low_n, high_n = int(low), int(high if dash else low)
             if low_n < 0 or high_n < low_n:
                 raise ValueError
             counts.update(range(low_n, high_n + 1))

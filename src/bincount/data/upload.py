@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from bincount.data import manifest, s3, sources
 from bincount.errors import BincountError
 
@@ -155,8 +157,10 @@ def upload(
                 )
             return "upload", item.key, len(data)
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        bar = tqdm(total=len(items), unit="file", desc="upload", disable=dry_run or None)
+        with bar, ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             for action, key, size in pool.map(one, items):
+                bar.update(1)
                 if action == "skip":
                     report.skipped.append(key)
                 else:

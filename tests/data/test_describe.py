@@ -84,3 +84,13 @@ def test_describe_errors(tiny_source, tmp_path, capsys):
     with pytest.raises(BincountError, match="inside the data folder"):
         describe.describe(tiny_source, tiny_source / "report")
     assert not (tiny_source / "report").exists()
+
+
+def test_a_fetched_folder_says_how_it_was_fetched(abid, tmp_path):
+    from bincount.data import fetch, stores
+
+    fetch.fetch(stores.open_store(str(abid)), tmp_path / "abid", ids=["00037", "00038", "nope1"])
+    report = describe.describe(tmp_path / "abid", tmp_path / "out", samples=1)
+    md = report.read_text()
+    assert "## How it was fetched" in md
+    assert "| keys missing at the source | 1 |" in md and "| images complete | 2 |" in md

@@ -144,6 +144,25 @@ def split_rows(
     return how, [["split", *[f"count {c}" for c in shown], "images"], *out]
 
 
+def fetch_history(folder: Path) -> list:
+    """A section on how the folder was fetched, if `bincount data fetch` made it."""
+    try:
+        report = json.loads((folder / "fetch-report.json").read_text())
+    except (OSError, ValueError):
+        return []
+    rows = [
+        ["source", report.get("source", "?")],
+        ["ids looked at", report.get("considered", 0)],
+        ["images complete", len(report.get("complete", {}))],
+        ["keys missing at the source", len(report.get("missing", []))],
+        ["files broken at the source (not kept)", len(report.get("invalid", []))],
+        ["files that failed after retries", len(report.get("failed", []))],
+    ]
+    if report.get("counts"):
+        rows.append(["counts asked for", report["counts"]])
+    return [Heading("How it was fetched"), Table(["", ""], rows)]
+
+
 def default_out(folder: Path) -> Path:
     return Path("outputs") / "describe" / folder.resolve().name
 
@@ -235,6 +254,7 @@ def describe(
         Text(f"Split {how}."),
         Table(splits[0], splits[1:]) if splits else Text("(no split)"),
     ]
+    blocks += fetch_history(folder)
     if bad:
         blocks += [
             Heading("Images that cannot be used"),

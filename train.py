@@ -7,13 +7,14 @@ from omegaconf import DictConfig
 
 from bincount.config import register_resolvers
 from bincount.errors import BincountError
-from bincount.train import train
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    from bincount.train import train  # imported here: config errors show before torch loads
+
     try:
         return train(cfg)
     except BincountError as e:

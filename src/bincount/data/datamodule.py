@@ -65,9 +65,7 @@ class BinDataModule(pl.LightningDataModule):
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise BincountError(f"batch_size={batch_size} must be at least 1")
-        self.num_workers = (
-            min(2, os.cpu_count() or 1) if num_workers is None else int(num_workers)
-        )
+        self.num_workers = min(2, os.cpu_count() or 1) if num_workers is None else int(num_workers)
         self.jitter = jitter
         self.max_per_split = max_per_split
         self.preprocess = transforms.preprocess_spec(image_size, mean, std)

@@ -143,6 +143,13 @@ def _load_body(model: nn.Module, name: str, state: dict[str, torch.Tensor]) -> N
         return any(key.startswith(h + ".") for h in heads)
 
     body = {k: v for k, v in state.items() if not is_head(k)}
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    wrong = [k for k, v in body.items() if k in shapes and shapes[k] != v.shape]
+    if wrong:
+        raise BincountError(
+            f"weights for {name} do not fit: {len(wrong)} tensors have other shapes "
+            f"(e.g. {wrong[0]}): they are for another architecture"
+        )
     missing, unexpected = model.load_state_dict(body, strict=False)
     missing = [k for k in missing if not is_head(k)]
     if missing or unexpected:

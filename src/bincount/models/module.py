@@ -123,13 +123,19 @@ class CountModule(pl.LightningModule):
         if self.optimizer_factory is None:
             raise ValueError("CountModule needs an optimizer factory (optimizer=...)")
         base_lr = self.optimizer_factory.keywords.get("lr", 1e-3)
-        groups = [{"params": [p for p in self.head_parameters() if p.requires_grad], "lr": base_lr}]
+        head = [p for p in self.head_parameters() if p.requires_grad]
+        groups = [{"name": "head", "params": head, "lr": base_lr}]
         body = [p for p in self.backbone_parameters() if p.requires_grad]
         if body:
-            groups.append({"params": body, "lr": base_lr * self.hparams.backbone_lr_mult})
+            groups.append(
+                {"name": "backbone", "params": body, "lr": base_lr * self.hparams.backbone_lr_mult}
+            )
         optimizer = self.optimizer_factory(groups)
         if not callable(self.scheduler_factory):  # scheduler=none
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer, total_steps=max(total, 1))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

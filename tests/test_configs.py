@@ -1,0 +1,69 @@
+"""Every config in conf/ composes, and the composed values are what the user asked for."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from bincount.config import config_dir
+
+GROUPS = sorted(
+    d.name for d in config_dir().iterdir() if d.is_dir() and d.name not in ("hydra", "sweep")
+)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+GROUP_OPTIONS = [(g, o) for g in GROUPS for o in options(g)]
+
+
+def test_every_group_has_options():
+    assert {
+        "data",
+        "model",
+        "optimizer",
+        "scheduler",
+        "trainer",
+        "callbacks",
+        "logger",
+        "paths",
+        "experiment",
+        "debug",
+    } <= set(GROUPS)
+
+
+@pytest.mark.parametrize("group,option", GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
+def test_group_option_composes_and_resolves(make_cfg, group, option):
+    cfg = make_cfg(f"{group}={option}")
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert cfg.model.counts == cfg.data.counts
+    assert cfg.model.image_size == cfg.data.image_size
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_composes(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}")
+    OmegaConf.resolve(cfg)
+    assert cfg.trainer.max_epochs >= 1
+
+
+def test_top_level_knobs_reach_the_groups(make_cfg):
+    cfg = make_cfg("lr=0.01", "batch_size=64", "seed=7")
+    assert cfg.model.optimizer.lr == 0.01
+    assert cfg.data.batch_size == 64
+    assert cfg.data.seed == 7
+
+
+def test_model_choice_sets_the_backbone(make_cfg):
+    assert make_cfg().model.backbone == "tf_efficientnet_lite0"
+    assert make_cfg("model=resnet50").model.backbone == "resnet50"
+    assert make_cfg("model=mobilenetv3_small_100").model.backbone == "mobilenetv3_small_100"
+
+
+def test_issue_example_overrides(make_cfg):
+    cfg = make_cfg(
+        "model=efficientnet_lite0", "batch_size=64", "trainer.max_epochs=5", "data.image_size=320"
+    )
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.model.image_size) == (64, 5, 320)

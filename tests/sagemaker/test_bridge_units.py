@@ -1,0 +1,110 @@
+"""The container bridge's pieces: hyperparameters, topology, trainer settings, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bincount.errors import BincountError
+from bincount.sagemaker.bridge import Places, Topology, job_overrides, parse_hyperparameters
+from bincount.sagemaker.overrides import split, to_overrides
+
+
+def test_hyperparameters_round_trip_to_the_same_overrides():
+    cli = ["model=resnet50", "lr=0.01", "+data.extra=[1,2]", "~callbacks.lr_monitor", "x='a b'"]
+    hps = split([*cli, "sagemaker.spot=true", "+sweep=hpo", "dry_run=true", "data.source=/d"])
+    assert hps.hyperparameters == {
+        "model": "resnet50",
+        "lr": "0.01",
+        "+data.extra": "[1,2]",
+        "~callbacks.lr_monitor": "",
+        "x": "'a b'",
+    }
+    # as SageMaker's drivers pass them: --key value
+    argv = [a for k, v in hps.hyperparameters.items() for a in (f"--{k}", v)]
+    argv += ["--sagemaker_program", "sagemaker_entry.py"]
+    assert to_overrides(parse_hyperparameters(argv)) == cli
+
+
+def test_sweeps_and_bad_arguments_are_refused():
+    with pytest.raises(BincountError, match=r"\+sweep=hpo"):
+        split(["lr=0.1,0.01"])
+    with pytest.raises(BincountError, match="`--key value` pairs"):
+        parse_hyperparameters(["lr=0.1"])
+    with pytest.raises(BincountError, match="has no value"):
+        parse_hyperparameters(["--lr"])
+    assert parse_hyperparameters(["--ckpt_path", "None"]) == {"ckpt_path": "null"}
+
+
+def test_two_cpu_hosts_without_torchrun_meet_at_the_first():
+    env = {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-2", "SM_NUM_GPUS": "0"}
+    top = Topology.from_env(env)
+    assert (top.num_nodes, top.devices, top.node_rank, top.world_size) == (2, 1, 1, 2)
+    settings = top.trainer_settings()
+    assert settings["trainer.strategy"]["process_group_backend"] == "gloo"
+    assert settings["trainer.accelerator"] == "cpu" and settings["trainer.num_nodes"] == 2
+    assert settings["trainer.sync_batchnorm"] is False  # SyncBatchNorm is GPU-only
+    assert top.launch_env(env) == {
+        "MASTER_ADDR": "algo-1",
+        "MASTER_PORT": "29500",
+        "NODE_RANK": "1",
+    }
+    assert top.global_rank({"LOCAL_RANK": "0"}) == 1
+
+
+def test_gpu_hosts_under_torchrun_use_nccl_and_torchruns_ranks():
+    env = {
+        "SM_HOSTS": '["algo-1", "algo-2"]',
+        "SM_CURRENT_HOST": "algo-2",
+        "SM_NUM_GPUS": "4",
+        "TORCHELASTIC_RUN_ID": "x",
+        "WORLD_SIZE": "8",
+        "LOCAL_WORLD_SIZE": "4",
+        "GROUP_RANK": "1",
+        "RANK": "5",
+    }
+    top = Topology.from_env(env)
+    assert (top.num_nodes, top.devices, top.torchrun) == (2, 4, True)
+    assert top.trainer_settings()["trainer.strategy"]["process_group_backend"] == "nccl"
+    assert top.trainer_settings()["trainer.sync_batchnorm"] is True
+    assert top.launch_env(env) == {}  # torchrun set up the rendezvous
+    assert top.global_rank(env) == 5
+
+
+def test_one_cpu_host_trains_as_locally():
+    top = Topology.from_env({})
+    assert top.world_size == 1 and top.trainer_settings()["trainer.strategy"] == "auto"
+    with pytest.raises(BincountError, match="not one of SM_HOSTS"):
+        Topology.from_env({"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-9"})
+
+
+def test_data_channel_and_places_become_overrides(tmp_path):
+    env = {
+        "SM_CHANNEL_DATA": "/opt/ml/input/data/data",
+        "BINCOUNT_SCRATCH": str(tmp_path / "scratch"),
+        "BINCOUNT_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+    }
+    places = Places.from_env(env)
+    overrides = job_overrides({"lr": "0.01"}, env, places)
+    assert overrides[0] == "lr=0.01"
+    assert "data.source=/opt/ml/input/data/data" in overrides
+    assert f"callbacks.model_checkpoint.dirpath={tmp_path / 'ckpt'}" in overrides
+    assert not [o for o in overrides if o.startswith("ckpt_path=")]
+    with pytest.raises(BincountError, match="SM_CHANNEL_DATA"):
+        job_overrides({}, {}, places)
+
+
+def test_a_restarted_job_resumes_only_from_its_own_checkpoints(tmp_path):
+    env = {
+        "SM_CHANNEL_DATA": "/d",
+        "BINCOUNT_CHECKPOINT_DIR": str(tmp_path),
+        "TRAINING_JOB_NAME": "a",
+    }
+    places = Places.from_env(env)
+    job_overrides({}, env, places)  # first start marks the folder as job a's
+    assert json.loads((tmp_path / "job.json").read_text()) == {"job": "a"}
+    (tmp_path / "last.ckpt").write_bytes(b"x")
+    assert f"ckpt_path={tmp_path / 'last.ckpt'}" in job_overrides({}, env, places)
+    other = {**env, "TRAINING_JOB_NAME": "b"}  # e.g. another trial of a tuning job
+    assert not [o for o in job_overrides({}, other, places) if o.startswith("ckpt_path=")]

@@ -163,6 +163,21 @@ def test_counts_and_limit_take_the_first_matching_ids_in_order(abid, abid_bucket
         assert sorted(p.stem for p in (target / "metadata").iterdir()) == wanted[:5]
 
 
+def test_a_repeated_fetch_by_counts_asks_for_nothing_again(abid_bucket, fault_proxy, tmp_path):
+    bucket, ids = abid_bucket
+    proxy = fault_proxy()
+    first = run_fetch(f"s3://{bucket}", tmp_path / "out", counts=[2, 3])
+    asked = sum(n for path, n in proxy.seen.items() if "/metadata/" in path)
+    assert asked == len(ids) and first.other_counts > 0
+    again = run_fetch(f"s3://{bucket}", tmp_path / "out", counts=[2, 3])
+    assert sum(n for path, n in proxy.seen.items() if "/metadata/" in path) == asked
+    assert again.files == 0 and again.complete == first.complete
+    assert again.other_counts == first.other_counts
+    # Other counts asked for later are fetched then.
+    wider = run_fetch(f"s3://{bucket}", tmp_path / "out", counts=[0, 1, 2, 3, 4, 5])
+    assert sorted(wider.complete) == sorted(ids) and wider.other_counts == 0
+
+
 def test_cli_fetch_by_counts_lists_the_bucket(abid_bucket, tmp_path, capsys):
     bucket, ids = abid_bucket
     argv = ["data", "fetch", "--source", f"s3://{bucket}", "--to", str(tmp_path / "out")]

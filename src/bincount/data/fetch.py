@@ -34,6 +34,7 @@ from bincount.fileio import atomic_write_bytes, atomic_write_json
 log = logging.getLogger(__name__)
 REPORT = "fetch-report.json"
 LOCK = ".fetch.lock"
+OTHER_COUNTS = ".other-counts.tsv"
 # This many "access denied" answers before any success: the bucket needs credentials.
 DENIED_LIMIT = 20
 
@@ -116,6 +117,34 @@ def _write(path: Path, data: bytes) -> None:
             f"cannot write {path} ({e.strerror}): free some space or choose another --to, "
             "then run again to resume"
         ) from None
+
+
+class _OtherCounts:
+    """Ids left out by `counts`, with their count, kept in the target as they are found, so a
+    resumed or repeated fetch does not ask for their metadata again."""
+
+    def __init__(self, target: Path):
+        self.path = target / OTHER_COUNTS
+        self.known: dict[str, int] = {}
+        with contextlib.suppress(OSError):
+            for line in self.path.read_text().splitlines():
+                image_id, _, count = line.partition("\t")
+                if count.isdigit():  # a line cut short by a kill is ignored
+                    self.known[image_id] = int(count)
+        self.file = None
+
+    def add(self, image_id: str, count: int) -> None:
+        if self.known.get(image_id) == count:
+            return
+        self.known[image_id] = count
+        if self.file is None:
+            self.file = open(self.path, "a")  # noqa: SIM115 (closed in close())
+        self.file.write(f"{image_id}\t{count}\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 class _Fatal(BincountError):
@@ -335,6 +364,7 @@ def _run(fetcher, candidates, wanted, limit, concurrency, report: Report, bar) -
             busy.discard(fut)
             finish(fut.result())
 
+    others = _OtherCounts(fetcher.target)
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
     try:
         exhausted = False
@@ -346,6 +376,12 @@ def _run(fetcher, candidates, wanted, limit, concurrency, report: Report, bar) -
                 except StopIteration:
                     exhausted = True
                     break
+                known = others.known.get(image_id)
+                if wanted is not None and known is not None and known not in wanted:
+                    report.considered += 1  # left out before, for its count: no request
+                    report.other_counts += 1
+                    bar.update(1)
+                    continue
                 window.append(pool.submit(fetcher.metadata, image_id))
             if full or not window:
                 if not busy:
@@ -360,6 +396,7 @@ def _run(fetcher, candidates, wanted, limit, concurrency, report: Report, bar) -
                 bar.update(1)
             elif wanted is not None and meta.count not in wanted:
                 report.other_counts += 1
+                others.add(meta.id, meta.count)
                 bar.update(1)
             else:
                 busy.add(pool.submit(fetcher.image, meta))
@@ -368,3 +405,4 @@ def _run(fetcher, candidates, wanted, limit, concurrency, report: Report, bar) -
         for fut in window:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        others.close()

@@ -21,6 +21,17 @@ from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_text
 from bincount.reports import run_plots
 
+# What debug=health / debug=profile add to a run folder (e.g. for a SageMaker job to keep).
+ARTIFACTS = (
+    "health.json",
+    "grad_norms.csv",
+    "profile.json",
+    "fit-lightning_profile.txt",
+    "report.html",
+    "report.md",
+    "report_files",
+)
+
 STATUS_ORDER = {"fired": 0, "ok": 1, "too_short": 2, "disabled": 3}
 STATUS_TEXT = {
     "fired": "FIRED",

@@ -278,6 +278,7 @@ class TrainingHealth(pl.Callback):
                 "stop": rule.stop,
                 "thresholds": thresholds,
                 "hint": rule.hint,
+                "needs": rule.needs(),
                 **({"fired": found} if found else {}),
             }
         return {

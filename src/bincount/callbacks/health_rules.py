@@ -75,6 +75,10 @@ class Rule:
         """Whether the run was long enough for this rule to reach a verdict."""
         return bool(h.steps)
 
+    def needs(self) -> str:
+        """What a run must have for a verdict (shown when it was too short)."""
+        return "one training step"
+
 
 @dataclass
 class NonFinite(Rule):
@@ -165,6 +169,9 @@ class VanishingGradients(Rule):
     def judged(self, h: History) -> bool:
         return len(h.steps) >= self.patience
 
+    def needs(self) -> str:
+        return f"{self.patience} training steps"
+
     def check(self, h: History) -> dict | None:
         recent = h.steps[-self.patience :]
         if len(recent) < self.patience:
@@ -196,6 +203,9 @@ class PoorInitialization(Rule):
 
     def judged(self, h: History) -> bool:
         return bool(h.weight_std)
+
+    def needs(self) -> str:
+        return "the first training batch of a run that does not resume"
 
     def check(self, h: History) -> dict | None:
         # The last layer may start at zero on purpose (a zero-initialised head is healthy).
@@ -240,6 +250,9 @@ class LossNotDecreasing(Rule):
     def judged(self, h: History) -> bool:
         return len(h.steps) >= self.window * (self.patience + 1)
 
+    def needs(self) -> str:
+        return f"{self.window * (self.patience + 1)} training steps"
+
     def check(self, h: History) -> dict | None:
         losses = [s.loss for s in h.steps]
         n = len(losses) // self.window
@@ -282,6 +295,9 @@ class Overfitting(Rule):
     def judged(self, h: History) -> bool:
         return len(h.epochs) > self.patience
 
+    def needs(self) -> str:
+        return f"{self.patience + 1} validations"
+
     def check(self, h: History) -> dict | None:
         ep = [e for e in h.epochs if e.val_loss is not None and e.train_loss is not None]
         if len(ep) < self.patience + 1:
@@ -323,6 +339,9 @@ class Overtraining(Rule):
     def judged(self, h: History) -> bool:
         return len(h.epochs) > self.patience
 
+    def needs(self) -> str:
+        return f"{self.patience + 1} validations"
+
     def check(self, h: History) -> dict | None:
         values = [(e.epoch, e.monitor) for e in h.epochs if e.monitor is not None]
         if len(values) <= self.patience:
@@ -360,6 +379,9 @@ class DeadUnits(Rule):
 
     def judged(self, h: History) -> bool:
         return len(h.dead_units) >= self.patience
+
+    def needs(self) -> str:
+        return f"ReLU layers and {self.patience * self.every_n_steps} training steps"
 
     def check(self, h: History) -> dict | None:
         recent = h.dead_units[-self.patience :]

@@ -188,7 +188,8 @@ def _verdict_rows(run: Run) -> list[dict]:
                 "status": r["status"],
                 "verdict": STATUS_TEXT.get(r["status"], r["status"]),
                 "when": f"step {fired['step']}, epoch {fired['epoch']}" if fired else "",
-                "evidence": fired.get("message", ""),
+                "evidence": fired.get("message", "")
+                or (f"needs {r['needs']}" if r["status"] == "too_short" and r.get("needs") else ""),
                 "hint": r.get("hint", "") if fired else "",
             }
         )

@@ -101,7 +101,7 @@ def main() -> None:
         best = None
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
-                store = stores.open_store("s3://bench-abid")
+                store = stores.open_store("s3://bench-abid", connections=concurrency)
                 start = time.perf_counter()
                 report = fetch.fetch(
                     store, Path(tmp) / "out", ids=ids, concurrency=concurrency, progress=False

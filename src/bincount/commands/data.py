@@ -55,7 +55,9 @@ def _fetch(args) -> int:
         ids = sources_seed_ids()
     else:
         ids = None  # every metadata key of the source, filtered by count
-    store = stores.open_store(args.source, signed=True if args.signed else None)
+    store = stores.open_store(
+        args.source, signed=True if args.signed else None, connections=args.concurrency
+    )
     report = fetch.fetch(
         store,
         Path(args.to),

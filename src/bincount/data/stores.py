@@ -66,10 +66,11 @@ class LocalStore:
         return ids_from_names(iter(names), refused)
 
 
-def open_store(source: str, signed: bool | None = None) -> Store:
-    """A store for an `s3://bucket[/prefix]` URI or a local folder."""
+def open_store(source: str, signed: bool | None = None, connections: int = 16) -> Store:
+    """A store for an `s3://bucket[/prefix]` URI or a local folder (`connections`: the most
+    requests at once, for the client's connection pool)."""
     if sources.is_s3_uri(source):
         from bincount.data import s3  # boto3 only when an s3 source is used
 
-        return s3.S3Store(source, signed=signed)
+        return s3.S3Store(source, signed=signed, pool=connections)
     return LocalStore(Path(source))

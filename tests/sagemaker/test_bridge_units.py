@@ -102,6 +102,8 @@ def test_a_restarted_job_resumes_only_from_its_own_checkpoints(tmp_path):
         "TRAINING_JOB_NAME": "a",
     }
     places = Places.from_env(env)
+    assert places.checkpoint_dir == tmp_path / "a"  # one subfolder per job
+    places = Places(places.run_dir, places.data_dir, tmp_path, None, None)
     job_overrides({}, env, places)  # first start marks the folder as job a's
     assert json.loads((tmp_path / "job.json").read_text()) == {"job": "a"}
     (tmp_path / "last.ckpt").write_bytes(b"x")

@@ -187,11 +187,12 @@ def _wait_for_checkpoint(path: Path, proc, timeout=600) -> dict:
 
 @pytest.mark.slow
 def test_spot_restart_resumes_at_the_next_epoch(code, tiny_source, tmp_path):
-    ckpt_dir = tmp_path / "opt-ml-checkpoints"
+    synced = tmp_path / "opt-ml-checkpoints"  # what SageMaker syncs with the checkpoint S3 URI
+    ckpt_dir = synced / "bincount-spot-1"  # one subfolder per job (tuning trials share the URI)
     env = host_env(
         tmp_path / "host",
         tiny_source,
-        BINCOUNT_CHECKPOINT_DIR=str(ckpt_dir),
+        BINCOUNT_CHECKPOINT_DIR=str(synced),
         TRAINING_JOB_NAME="bincount-spot-1",
     )
     hps = {**TINY, "trainer.max_epochs": "3"}

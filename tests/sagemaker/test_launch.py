@@ -233,3 +233,12 @@ def test_cli_prints_the_error_without_traceback(aws, tmp_path):
     assert "error: unknown instance type ml.nope" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert aws.requests == []
+
+
+def test_without_a_bucket_the_sdk_default_bucket_is_used(aws, tmp_path):
+    base = [o for o in BASE if not o.startswith("sagemaker.bucket=")]
+    launch_in_process(*base, "sagemaker.spot=true", tmp_path=tmp_path)
+    [req] = aws.sagemaker("CreateTrainingJob")
+    default = f"sagemaker-{REGION}-123456789012"  # moto's account
+    assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{default}/bincount/output"
+    assert req["CheckpointConfig"]["S3Uri"].startswith(f"s3://{default}/bincount/checkpoints/")

@@ -7,7 +7,8 @@ What SageMaker gives, and what it becomes:
 - SM_HOSTS, SM_CURRENT_HOST, SM_NUM_GPUS (or torchrun's
   WORLD_SIZE/LOCAL_WORLD_SIZE/GROUP_RANK)                -> trainer.accelerator/devices/num_nodes,
                                                             DDP with gloo (CPU) or nccl (GPU)
-- BINCOUNT_CHECKPOINT_DIR (/opt/ml/checkpoints, spot)    -> checkpoints there; resume from its
+- BINCOUNT_CHECKPOINT_DIR (/opt/ml/checkpoints, spot)    -> checkpoints in its subfolder
+                                                            TRAINING_JOB_NAME; resume from its
                                                             last.ckpt when the job restarts
 - SM_MODEL_DIR                                           <- config.yaml, metrics.json,
                                                             checkpoints/best.ckpt (a run folder)
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -153,6 +155,10 @@ class Places:
         scratch = Path(env.get("BINCOUNT_SCRATCH") or Path(tempfile.gettempdir()) / "bincount")
         run_dir = scratch / "run"
         ckpt = env.get(CHECKPOINT_ENV)
+        job = env.get("TRAINING_JOB_NAME", "")
+        if ckpt and re.fullmatch(r"[A-Za-z0-9-]+", job):
+            # One subfolder per job: the trials of a tuning job share one checkpoint S3 URI.
+            ckpt = str(Path(ckpt) / job)
         model = env.get("SM_MODEL_DIR")
         output = env.get("SM_OUTPUT_DATA_DIR")
         return cls(

@@ -1,4 +1,4 @@
-"""Deploy a trained model to a SageMaker endpoint (SDK v3, `sagemaker.core.resources`).
+"""Deploy a trained model to a SageMaker endpoint (SDK v3: `sagemaker.core`'s Session).
 
 `package` builds model.tar.gz in the layout of a training job's output (checkpoints/best.ckpt,
 config.yaml, metrics.json, calibration.json) plus `code/`: `inference.py` (which re-exports
@@ -157,15 +157,7 @@ def deploy(
     wait: bool = False,
 ) -> dict:
     """Package, upload and create model + endpoint config + endpoint. Returns their names."""
-    import boto3
     from sagemaker.core import image_uris
-    from sagemaker.core.resources import Endpoint, EndpointConfig, Model
-    from sagemaker.core.shapes import (
-        ContainerDefinition,
-        ProductionVariant,
-        ProductionVariantServerlessConfig,
-        Tag,
-    )
 
     region = os.environ.get("AWS_DEFAULT_REGION") or settings["region"]
     role = role or settings.get("role") or os.environ.get("SAGEMAKER_ROLE")
@@ -186,8 +178,8 @@ def deploy(
     bucket, prefix = _split_s3(s3_prefix.rstrip("/"))
     key = f"{prefix}/{name}/model.tar.gz".lstrip("/")
 
-    session = boto3.session.Session(region_name=region)
-    s3 = session.client("s3")
+    sm = sagemaker_session(region)
+    s3 = sm.boto_session.client("s3")
     with tempfile.TemporaryDirectory(prefix="bincount-deploy-") as tmp:
         run = _fetch_run(source, s3, Path(tmp))
         archive = package(run, Path(tmp) / "model.tar.gz")
@@ -202,53 +194,28 @@ def deploy(
         instance_type="ml.m5.large" if serverless else instance_type,
         image_scope="inference",
     )
-    tags = [Tag(key=t["Key"], value=t["Value"]) for t in project_tags({"bincount:endpoint": name})]
-    container = ContainerDefinition(
-        image=image,
-        model_data_url=model_data,
-        environment={
+    tags = project_tags({"bincount:endpoint": name})
+    container = {
+        "Image": image,
+        "ModelDataUrl": model_data,
+        "Environment": {
             "SAGEMAKER_PROGRAM": "inference.py",
             "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
             "BINCOUNT_BACKEND": "torch",
         },
-    )
+    }
+    variant: dict = {"VariantName": "AllTraffic", "ModelName": name}
     if serverless:
-        variant = ProductionVariant(
-            variant_name="AllTraffic",
-            model_name=name,
-            serverless_config=ProductionVariantServerlessConfig(
-                memory_size_in_mb=int(settings["serverless_memory_mb"]),
-                max_concurrency=int(settings["serverless_max_concurrency"]),
-            ),
-        )
+        variant["ServerlessConfig"] = {
+            "MemorySizeInMB": int(settings["serverless_memory_mb"]),
+            "MaxConcurrency": int(settings["serverless_max_concurrency"]),
+        }
     else:
-        variant = ProductionVariant(
-            variant_name="AllTraffic",
-            model_name=name,
-            instance_type=instance_type,
-            initial_instance_count=int(settings["instance_count"]),
-        )
-    common = {"tags": tags, "session": session, "region": region}
-    _aws(
-        "CreateModel",
-        Model.create,
-        model_name=name,
-        primary_container=container,
-        execution_role_arn=role,
-        **common,
-    )
-    _aws(
-        "CreateEndpointConfig",
-        EndpointConfig.create,
-        endpoint_config_name=name,
-        production_variants=[variant],
-        **common,
-    )
-    endpoint = _aws(
-        "CreateEndpoint", Endpoint.create, endpoint_name=name, endpoint_config_name=name, **common
-    )
-    if wait:
-        _aws("waiting for InService", endpoint.wait_for_status, "InService")
+        variant["InstanceType"] = instance_type
+        variant["InitialInstanceCount"] = int(settings["instance_count"])
+    _aws("CreateModel", sm.create_model, name, role=role, primary_container=container, tags=tags)
+    _aws("CreateEndpointConfig", sm.create_endpoint_config, name, [variant], tags=tags)
+    _aws("CreateEndpoint", sm.create_endpoint, name, name, tags=tags, wait=wait)
     return {
         "endpoint": name,
         "model_data": model_data,
@@ -259,25 +226,30 @@ def deploy(
     }
 
 
+def sagemaker_session(region: str | None = None):
+    """The SDK's session (boto3 underneath: honours $AWS_ENDPOINT_URL and the usual config)."""
+    import boto3
+    from sagemaker.core.helper.session_helper import Session
+
+    region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    return _aws("opening a SageMaker session", Session, boto3.session.Session(region_name=region))
+
+
 def invoke_json(name: str, body: bytes, region: str | None = None) -> dict:
     """POST a JSON body to an endpoint; its JSON answer (or BincountError with its error)."""
-    import boto3
-    from sagemaker.core.resources import Endpoint
-
-    session = boto3.session.Session(region_name=region or os.environ.get("AWS_DEFAULT_REGION"))
-    endpoint = _aws(f"finding endpoint {name}", Endpoint.get, endpoint_name=name, session=session)
+    runtime = sagemaker_session(region).sagemaker_runtime_client
     out = _aws(
-        f"invoking {name}",
-        endpoint.invoke,
-        body=body,
-        content_type="application/json",
-        accept="application/json",
-        session=session,
+        f"invoking endpoint {name}",
+        runtime.invoke_endpoint,
+        EndpointName=name,
+        Body=body,
+        ContentType="application/json",
+        Accept="application/json",
     )
-    raw = out.body.read() if hasattr(out.body, "read") else out.body
+    raw = out["Body"].read()
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise BincountError(
             f"endpoint {name} answered something that is not JSON: {raw[:200]!r}"
         ) from None
@@ -285,20 +257,23 @@ def invoke_json(name: str, body: bytes, region: str | None = None) -> dict:
 
 def delete(name: str, region: str | None = None) -> list[str]:
     """Delete the endpoint, its config and its model (those that exist); what was deleted."""
-    import boto3
-    from sagemaker.core.resources import Endpoint, EndpointConfig, Model
-
-    session = boto3.session.Session(region_name=region or os.environ.get("AWS_DEFAULT_REGION"))
+    sm = sagemaker_session(region)
+    client = sm.sagemaker_client
     deleted = []
-    for kind, cls, key in (
-        ("endpoint", Endpoint, "endpoint_name"),
-        ("endpoint-config", EndpointConfig, "endpoint_config_name"),
-        ("model", Model, "model_name"),
+    for kind, describe, remove, key in (
+        ("endpoint", client.describe_endpoint, sm.delete_endpoint, "EndpointName"),
+        (
+            "endpoint-config",
+            client.describe_endpoint_config,
+            sm.delete_endpoint_config,
+            "EndpointConfigName",
+        ),
+        ("model", client.describe_model, sm.delete_model, "ModelName"),
     ):
         try:
-            resource = cls.get(**{key: name}, session=session)
-        except Exception:  # not found (or never created): nothing to delete
+            describe(**{key: name})
+        except client.exceptions.ClientError:  # not there (never created, or deleted)
             continue
-        _aws(f"deleting {kind} {name}", resource.delete)
+        _aws(f"deleting {kind} {name}", remove, name)
         deleted.append(f"{kind}/{name}")
     return deleted

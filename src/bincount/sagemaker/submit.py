@@ -29,7 +29,11 @@ def session(spec: JobSpec):
     import boto3
     from sagemaker.core.helper.session_helper import Session
 
-    return Session(boto_session=boto3.Session(region_name=spec.region), default_bucket=spec.bucket)
+    boto_session = boto3.Session(region_name=spec.region)
+    if spec.bucket is None:  # SageMaker's default bucket name (the SDK creates it if missing)
+        account = boto_session.client("sts").get_caller_identity()["Account"]
+        spec.bucket = f"sagemaker-{spec.region}-{account}"
+    return Session(boto_session=boto_session, default_bucket=spec.bucket)
 
 
 def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
@@ -45,8 +49,7 @@ def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
     from sagemaker.train import ModelTrainer
     from sagemaker.train.distributed import Torchrun
 
-    bucket = sm_session.default_bucket()  # the configured one, or SageMaker's default
-    spec.bucket = bucket
+    sm_session.default_bucket()  # creates SageMaker's default bucket when that is the one
     trainer = ModelTrainer(
         sagemaker_session=sm_session,
         role=spec.role,

@@ -234,6 +234,7 @@ def test_realtime_deploy_of_a_training_jobs_archive(aws, trained_run, capsys):
     assert "jobs/j1/output/bincount-rt/model.tar.gz" in keys
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch, timm and Lightning: ~40 s here
 def test_the_packed_archive_serves_like_the_container(trained_run, abid, tmp_path):
     """Unpack model.tar.gz and call code/inference.py's four functions in a fresh interpreter
     that sees only the archive's code (as SageMaker's PyTorch container does)."""

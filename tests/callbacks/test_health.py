@@ -76,7 +76,7 @@ def test_all_zero_initialisation_is_poor(fit, small_cnn, tmp_path):
 
 def test_tiny_training_set_for_many_epochs_overfits_and_overtrains(fit, small_cnn, tmp_path):
     cb = health(tmp_path)
-    fit(small_cnn(), [cb], epochs=40, lr=3e-3, n_train=6, batch_size=6)
+    fit(small_cnn(), [cb], epochs=15, lr=3e-3, n_train=6, batch_size=6)
     v = verdict(tmp_path)
     assert {"overfitting", "overtraining"} <= set(v["fired"]), v["rules"]
     ev = v["rules"]["overfitting"]["fired"]["evidence"]

@@ -160,7 +160,10 @@ def _facts(run: Run) -> list[tuple[str, str]]:
     objective = run.metrics.get("objective")
     if objective:
         facts.append((f"best {objective['name']}", f"{objective['value']:.4f}"))
-    test = run.metrics.get("test", {})
+    # metrics.json comes after the report written at the end of testing: fall back on the csv
+    test = run.metrics.get("test") or {
+        k: v[-1][1] for k, v in run.series.items() if k.startswith("test/") and v
+    }
     for key in ("test/acc", "test/rmse", "test/off_by_one"):
         if key in test:
             facts.append((key, f"{test[key]:.4f}"))

@@ -83,6 +83,12 @@ def package(run: Path, out: Path, root: Path | None = None) -> Path:
     serve_yaml = root / "conf" / "serve.yaml"
     if not serve_yaml.is_file():
         raise BincountError(f"{serve_yaml} is missing: run from the bincount checkout")
+    if not (run / "calibration.json").is_file():
+        log.warning(
+            "%s has no calibration.json: the endpoint's verdicts will all be `unsure` "
+            "(run `bincount calibrate RUN` before deploying)",
+            run,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     with tarfile.open(tmp, "w:gz") as tar:

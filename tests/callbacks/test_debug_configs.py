@@ -43,3 +43,19 @@ def test_debug_configs_only_add_callbacks_and_the_profiler(make_cfg):
         changed = {k for k in trainer if cfg.trainer[k] != base.trainer.get(k)}
         assert changed <= {"profiler"}
         assert cfg.data == base.data and cfg.model == base.model
+
+
+def test_thresholds_and_stop_are_set_from_the_command_line(make_cfg):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg(
+        "debug=health",
+        "callbacks.health.rules.overtraining.patience=2",
+        "callbacks.health.rules.exploding_gradients.stop=true",
+        "callbacks.health.rules.dead_relu.enabled=false",
+    )
+    rules = {r.name: r for r in instantiate(cfg.callbacks.health).rules}
+    assert rules["overtraining"].patience == 2
+    assert rules["exploding_gradients"].stop is True
+    assert rules["dead_relu"].enabled is False
+    assert rules["non_finite"].stop is True  # the default

@@ -8,7 +8,10 @@ from omegaconf import OmegaConf
 from bincount.config import config_dir
 
 GROUPS = sorted(
-    d.name for d in config_dir().iterdir() if d.is_dir() and d.name not in ("hydra", "sweep")
+    d.name
+    for d in config_dir().iterdir()
+    # sagemaker: a group of conf/launch.yaml (tests/sagemaker/test_specs.py composes it there)
+    if d.is_dir() and d.name not in ("hydra", "sweep", "sagemaker")
 )
 
 

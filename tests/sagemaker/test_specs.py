@@ -118,3 +118,20 @@ def test_launch_side_imports_neither_torch_nor_models_nor_the_sdk():
 def test_bundle_entrypoint_is_importable_code():
     compile(bundle.ENTRY, "sagemaker_entry.py", "exec")
     assert Path(project_root() / "launch_sagemaker.py").is_file()
+
+
+@pytest.mark.parametrize(
+    "option", sorted(p.stem for p in (config_dir() / "sagemaker").glob("*.yaml"))
+)
+def test_every_sagemaker_option_composes_with_the_launch_root(option):
+    from omegaconf import OmegaConf
+
+    cfg = compose_launch(f"sagemaker={option}", "+sweep=hpo")
+    cfg.paths.output_dir = "run"  # Hydra's runtime folder, set when Hydra runs the app
+    OmegaConf.resolve(cfg)
+    assert cfg.sagemaker.instance_count >= 1 and cfg.sagemaker.input_mode == "FastFile"
+    assert cfg.sweep.objective.metric == cfg.optimized_metric
+    # and the training side of it is exactly what train.py composes
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        train = compose("train", overrides=["+sweep=hpo"])
+    assert OmegaConf.to_container(cfg.model) == OmegaConf.to_container(train.model)

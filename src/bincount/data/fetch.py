@@ -243,7 +243,12 @@ def finished(target: Path, source: str) -> bool:
         report = json.loads((Path(target) / REPORT).read_text())
     except (OSError, ValueError):
         return False
-    return report.get("source") == source and report.get("finished") and not report["failed"]
+    return bool(
+        isinstance(report, dict)
+        and report.get("source") == source
+        and report.get("finished")
+        and not report.get("failed")
+    )
 
 
 def _progress(total: int | None, enabled: bool | None):

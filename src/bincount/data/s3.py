@@ -56,12 +56,21 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+def canonical(uri: str) -> str:
+    """`s3://bucket/prefix` without a trailing slash: one spelling per place."""
+    bucket, prefix = parse_uri(uri)
+    return f"s3://{bucket}" + (f"/{prefix}" if prefix else "")
+
+
 def join(prefix: str, key: str) -> str:
     return f"{prefix}/{key}" if prefix else key
 
 
-def region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+def region(session, bucket: str | None = None) -> str:
+    """The public dataset's region for its bucket, else the environment's or profile's."""
+    if bucket == "aft-vbi-pds":
+        return "us-east-1"
+    return os.environ.get("AWS_REGION") or session.region_name or "us-east-1"
 
 
 def has_credentials() -> bool:
@@ -70,8 +79,9 @@ def has_credentials() -> bool:
     return boto3.session.Session().get_credentials() is not None
 
 
-def client(signed: bool = False, pool: int = 10, attempts: int = 1):
-    """An S3 client; `attempts` > 1 lets botocore retry throttling and 5xx itself."""
+def client(signed: bool = False, pool: int = 10, attempts: int = 1, bucket: str | None = None):
+    """An S3 client (for `bucket`'s region); `attempts` > 1 lets botocore retry throttling and
+    5xx itself."""
     import boto3
     from botocore import UNSIGNED
     from botocore.config import Config
@@ -86,7 +96,8 @@ def client(signed: bool = False, pool: int = 10, attempts: int = 1):
         connect_timeout=10,
         read_timeout=60,
     )
-    return boto3.session.Session().client("s3", region_name=region(), config=config)
+    session = boto3.session.Session()
+    return session.client("s3", region_name=region(session, bucket), config=config)
 
 
 def error_code(e: Exception) -> tuple[str, int]:
@@ -137,12 +148,12 @@ class S3Store:
 
     def __init__(self, uri: str, signed: bool | None = None, pool: int = 16):
         self.bucket, self.prefix = parse_uri(uri)
-        self.description = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self.description = canonical(uri)
         self.signed = bool(signed)
         self.auto = signed is None
         self._switch = threading.Lock()
         self.pool = pool
-        self.client = client(self.signed, pool)
+        self.client = client(self.signed, pool, bucket=self.bucket)
         self.listable = self._preflight()
 
     def uri(self, key: str) -> str:
@@ -160,7 +171,7 @@ class S3Store:
         with self._switch:
             if not self.auto or self.signed or not has_credentials():
                 return False
-            self.client = client(True, self.pool)
+            self.client = client(True, self.pool, bucket=self.bucket)
             self.signed, self.auto = True, False
             return True
 
@@ -275,6 +286,7 @@ def cached_source(uri: str, cache_dir: Path, signed: bool | None = None) -> Path
     from bincount.data import fetch, sources
     from bincount.data.retry import with_retries
 
+    uri = canonical(uri)
     folder = cache_folder(uri, cache_dir)
     if fetch.finished(folder, uri):
         return folder

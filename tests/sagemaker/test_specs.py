@@ -134,4 +134,6 @@ def test_every_sagemaker_option_composes_with_the_launch_root(option):
     # and the training side of it is exactly what train.py composes
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         train = compose("train", overrides=["+sweep=hpo"])
+    train.paths.output_dir = "run"
+    OmegaConf.resolve(train)
     assert OmegaConf.to_container(cfg.model) == OmegaConf.to_container(train.model)

@@ -35,10 +35,14 @@ class Request:
     def json(self) -> dict:
         return json.loads(self.body or b"{}")
 
+    def __getitem__(self, field: str):  # r["path"] as well as r.path
+        return getattr(self, field)
+
 
 class Recorder:
     def __init__(self, upstream: tuple[str, int]):
         self.upstream = upstream
+        self.moto = f"http://{upstream[0]}:{upstream[1]}"  # moto itself (its /moto-api)
         self.requests: list[Request] = []
         self.lock = threading.Lock()
 

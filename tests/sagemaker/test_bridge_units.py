@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bincount.errors import BincountError
-from bincount.sagemaker.bridge import Places, Topology, job_overrides, parse_hyperparameters
+from bincount.sagemaker.bridge import (
+    Places,
+    Topology,
+    file_list,
+    job_overrides,
+    parse_hyperparameters,
+)
 from bincount.sagemaker.overrides import split, to_overrides
 
 
@@ -110,3 +117,12 @@ def test_a_restarted_job_resumes_only_from_its_own_checkpoints(tmp_path):
     assert f"ckpt_path={tmp_path / 'last.ckpt'}" in job_overrides({}, env, places)
     other = {**env, "TRAINING_JOB_NAME": "b"}  # e.g. another trial of a tuning job
     assert not [o for o in job_overrides({}, other, places) if o.startswith("ckpt_path=")]
+
+
+def test_a_channel_of_the_public_bucket_uses_the_seeds_file_list(tmp_path):
+    seed = file_list("file_list.json", tmp_path)  # the bucket itself has no file_list.json
+    assert seed.endswith("resources/file_list.json") and json.loads(Path(seed).read_text())
+    (tmp_path / "file_list.json").write_text("{}")  # an uploaded folder brings its own
+    assert file_list("file_list.json", tmp_path) == "file_list.json"
+    assert file_list(None, tmp_path) is None
+    assert file_list("/abs/list.json", tmp_path) == "/abs/list.json"

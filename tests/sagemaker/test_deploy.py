@@ -1,6 +1,6 @@
 """Deploy, invoke and delete against moto's SageMaker on 127.0.0.1, checked by the requests
-it receives (a recording proxy in front of it), and the packed archive run as the PyTorch
-container would run it."""
+it receives (the recording proxy of sm_moto.py in front of it), and the packed archive run as
+the PyTorch container would run it."""
 
 from __future__ import annotations
 
@@ -13,128 +13,45 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
+from sm_moto import BUCKET, REGION, ROLE
 
 from bincount import cli
 from bincount.errors import BincountError
 from bincount.inference import settings
 from bincount.sagemaker import deploy
 
-ROLE = "arn:aws:iam::123456789012:role/bincount-endpoint"
 PROJECT_TAG = {"Key": "bincount:project", "Value": "bincount"}
-
-
-class RecordingProxy:
-    """Forwards every request to moto and keeps (method, path, headers, body) of each."""
-
-    def __init__(self, upstream: str):
-        self.requests: list[dict] = []
-        target = urlsplit(upstream)
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                proxy.requests.append(
-                    {"method": self.command, "path": self.path, "headers": headers, "body": body}
-                )
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-                conn.request(self.command, self.path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-                self.send_response(response.status)
-                for k, v in response.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def calls(self, action: str) -> list[dict]:
-        """JSON bodies of the SageMaker API calls named `action` (e.g. CreateModel)."""
-        return [
-            json.loads(r["body"])
-            for r in self.requests
-            if r["headers"].get("X-Amz-Target") == f"SageMaker.{action}"
-        ]
-
-    def close(self):
-        self.httpd.shutdown()
-
-
-@pytest.fixture
-def aws(monkeypatch, tmp_path):
-    """moto on 127.0.0.1 behind a recording proxy; boto3 and the SDK pointed at the proxy."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = RecordingProxy(f"http://{host}:{port}")
-    env = {
-        "AWS_ENDPOINT_URL": proxy.url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "SAGEMAKER_VALIDATE_ROLE": "false",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "SAGEMAKER_ROLE"):
-        monkeypatch.delenv(k, raising=False)
-    boto3.client("s3").create_bucket(Bucket="models")
-    proxy.moto = f"http://{host}:{port}"
-    yield proxy
-    proxy.close()
-    server.stop()
 
 
 def test_deploy_serverless_invoke_and_delete(aws, trained_run, abid, tmp_path, capsys):
     out = deploy.deploy(
         str(trained_run),
         name="bincount-test",
-        s3_prefix="s3://models/deploy",
+        s3_prefix=f"s3://{BUCKET}/deploy",
         settings={**settings()["deploy"], "serverless": True},
         role=ROLE,
     )
-    assert out["model_data"] == "s3://models/deploy/bincount-test/model.tar.gz"
+    assert out["model_data"] == f"s3://{BUCKET}/deploy/bincount-test/model.tar.gz"
 
     # what SageMaker was asked for
-    (model,) = aws.calls("CreateModel")
+    (model,) = aws.sagemaker("CreateModel")
     assert model["ModelName"] == "bincount-test" and model["ExecutionRoleArn"] == ROLE
     container = model["PrimaryContainer"]
     assert container["ModelDataUrl"] == out["model_data"]
     assert "pytorch-inference" in container["Image"]
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    (config,) = aws.calls("CreateEndpointConfig")
+    (config,) = aws.sagemaker("CreateEndpointConfig")
     (variant,) = config["ProductionVariants"]
     assert (
         variant["ServerlessConfig"]["MemorySizeInMB"]
         == settings()["deploy"]["serverless_memory_mb"]
     )
     assert "InstanceType" not in variant
-    (endpoint,) = aws.calls("CreateEndpoint")
+    (endpoint,) = aws.sagemaker("CreateEndpoint")
     for call in (model, config, endpoint):
         assert PROJECT_TAG in call["Tags"]
     puts = {r["path"].split("?")[0] for r in aws.requests if r["method"] == "PUT"}
@@ -158,7 +75,10 @@ def test_deploy_serverless_invoke_and_delete(aws, trained_run, abid, tmp_path, c
     }
     http_post_json(
         f"{aws.moto}/moto-api/static/sagemaker/endpoint-results",
-        {"results": [{"Body": json.dumps(canned), "ContentType": "application/json"}]},
+        {
+            "region": REGION,
+            "results": [{"Body": json.dumps(canned), "ContentType": "application/json"}],
+        },
     )
     csv_out = tmp_path / "endpoint.csv"
     code = cli.main(
@@ -174,9 +94,9 @@ def test_deploy_serverless_invoke_and_delete(aws, trained_run, abid, tmp_path, c
         ]
     )
     assert code == 0, capsys.readouterr().err
-    (invoke,) = [r for r in aws.requests if r["path"] == "/endpoints/bincount-test/invocations"]
-    assert invoke["headers"]["Content-Type"] == "application/json"
-    sent = json.loads(invoke["body"])
+    (invoke,) = [r for r in aws.requests if r.path == "/endpoints/bincount-test/invocations"]
+    assert invoke.headers["content-type"] == "application/json"
+    sent = invoke.json()
     assert base64.b64decode(sent["image"]) == photo.read_bytes() and sent["expected"] == 3
     (row,) = csv.DictReader(csv_out.open())
     assert row["predicted"] == "3" and row["verdict"] == "match"
@@ -187,9 +107,9 @@ def test_deploy_serverless_invoke_and_delete(aws, trained_run, abid, tmp_path, c
         "endpoint-config/bincount-test",
         "model/bincount-test",
     ]
-    assert [c["EndpointName"] for c in aws.calls("DeleteEndpoint")] == ["bincount-test"]
-    assert len(aws.calls("DeleteEndpointConfig")) == len(aws.calls("DeleteModel")) == 1
-    sm = boto3.client("sagemaker")
+    assert [c["EndpointName"] for c in aws.sagemaker("DeleteEndpoint")] == ["bincount-test"]
+    assert len(aws.sagemaker("DeleteEndpointConfig")) == len(aws.sagemaker("DeleteModel")) == 1
+    sm = boto3.client("sagemaker", region_name=REGION)
     with pytest.raises(sm.exceptions.ClientError):
         sm.describe_endpoint(EndpointName="bincount-test")
     assert deploy.delete("bincount-test") == []
@@ -226,11 +146,11 @@ def test_realtime_deploy_of_a_training_jobs_archive(aws, trained_run, capsys):
     )
     assert code == 0, capsys.readouterr().err
     assert "bincount cleanup --endpoint bincount-rt" in capsys.readouterr().out
-    (config,) = aws.calls("CreateEndpointConfig")
+    (config,) = aws.sagemaker("CreateEndpointConfig")
     (variant,) = config["ProductionVariants"]
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.c5.xlarge", 1)
     assert "ServerlessConfig" not in variant
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert "jobs/j1/output/bincount-rt/model.tar.gz" in keys
 
 
@@ -282,18 +202,19 @@ def test_the_packed_archive_serves_like_the_container(trained_run, abid, tmp_pat
     assert answer["count"] in (1, 2, 3, 4, 5)
 
 
-def test_deploy_says_what_is_missing(aws, trained_run):
+def test_deploy_says_what_is_missing(aws, trained_run, monkeypatch):
+    monkeypatch.delenv("SAGEMAKER_ROLE")
     conf = settings()["deploy"]
     with pytest.raises(BincountError, match="IAM role"):
-        deploy.deploy(str(trained_run), s3_prefix="s3://models/x", settings=conf)
+        deploy.deploy(str(trained_run), s3_prefix=f"s3://{BUCKET}/x", settings=conf)
     with pytest.raises(BincountError, match="--s3-prefix"):
         deploy.deploy(str(trained_run), settings=conf, role=ROLE)
     with pytest.raises(BincountError, match="endpoint name"):
         deploy.deploy(
             str(trained_run),
             name="no_underscores!",
-            s3_prefix="s3://models/x",
+            s3_prefix=f"s3://{BUCKET}/x",
             settings=conf,
             role=ROLE,
         )
-    assert not aws.calls("CreateModel")
+    assert not aws.sagemaker("CreateModel")

@@ -204,6 +204,7 @@ def test_dry_run_from_the_command_line(aws, tmp_path):
         (["sagemaker.spot=true", "sagemaker.max_wait_s=14400"], "must be above"),
         (["sagemaker.instance_count=2"], "add sagemaker=ddp"),
         (["data.source=/tmp/somewhere"], "bincount data upload"),
+        (["data.source=s3://aft-vbi-pds"], "aft-vbi-pds is in us-east-1"),
         (["ckpt_path=/tmp/x.ckpt"], "ckpt_path"),
         (["+sweep=hpo", "+sweep.params.nope.type=float"], "not a key of the training config"),
         (["+sweep=hpo", "sweep.strategy=grid"], "categorical params only"),

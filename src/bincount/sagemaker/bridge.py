@@ -210,6 +210,24 @@ def resumable(checkpoint_dir: Path, job_name: str | None) -> Path | None:
     return None
 
 
+def file_list(setting: str | None, channel: Path) -> str | None:
+    """data.file_list in the container: as set, else the channel's, else the seed's list.
+
+    `data=bucket` names `file_list.json`, which a local cache of the bucket holds; a channel of
+    the public bucket itself has none, so the seed's list shipped in the package stands in (as
+    bincount.data.s3 does for a cache).
+    """
+    if not setting or Path(setting).is_absolute() or Path(setting).exists():
+        return setting
+    if (channel / setting).exists() or Path(setting).name != "file_list.json":
+        return setting
+    from importlib import resources
+
+    seed = resources.files("bincount").joinpath("resources/file_list.json")
+    log.info("no %s in the data channel: using the seed's list %s", setting, seed)
+    return str(seed)
+
+
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -234,6 +252,7 @@ def build_config(argv: list[str], env: Mapping[str, str]):
     cfg = compose(job_overrides(hyperparameters, env, places))
     with open_dict(cfg):
         cfg.paths.output_dir = str(places.run_dir)
+        cfg.data.file_list = file_list(cfg.data.get("file_list"), Path(str(cfg.data.source)))
         for key, value in topology.trainer_settings().items():
             OmegaConf.update(cfg, key, value, merge=False, force_add=True)
         if places.output_data_dir is not None and cfg.get("callbacks") is not None:

@@ -37,6 +37,7 @@ LOGGED_METRICS = (
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 _NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 CHECKPOINT_ENV = "BINCOUNT_CHECKPOINT_DIR"
+PUBLIC_BUCKET, PUBLIC_BUCKET_REGION = "aft-vbi-pds", "us-east-1"
 
 
 def metric_definitions(names=LOGGED_METRICS) -> list[dict[str, str]]:
@@ -283,6 +284,14 @@ def build(cfg: DictConfig, hyperparameters: dict[str, str], launch_id: str) -> J
             f"sagemaker.role={role} is not a role ARN: use arn:aws:iam::<account>:role/<name>"
         )
     region = resolve_region(sm.get("region"))
+    data_uri = _data_uri(cfg)
+    if data_uri.startswith(f"s3://{PUBLIC_BUCKET}/") and region != PUBLIC_BUCKET_REGION:
+        raise BincountError(
+            f"the public bucket {PUBLIC_BUCKET} is in {PUBLIC_BUCKET_REGION} and a SageMaker job "
+            f"reads its channels from its own region ({region}): run in {PUBLIC_BUCKET_REGION} "
+            "(sagemaker.region=us-east-1), or copy the images to a bucket in your region "
+            "(`bincount data fetch`, then `bincount data upload`) and pass sagemaker.data_uri"
+        )
     itype = str(sm.instance_type)
     known = prices.instance(itype)
     if known is None:
@@ -337,7 +346,7 @@ def build(cfg: DictConfig, hyperparameters: dict[str, str], launch_id: str) -> J
         volume_size_gb=_int(sm, "volume_size_gb"),
         gpus_per_instance=known.gpus,
         input_mode=input_mode,
-        data_uri=_data_uri(cfg),
+        data_uri=data_uri,
         bucket=sm.get("bucket") or None,
         prefix=str(sm.prefix).strip("/"),
         output_path=sm.get("output_path") or None,

@@ -224,6 +224,31 @@ def test_fetch_killed_half_way_resumes_with_no_partial_file(
     assert report["already"] >= len(kept) - 2 and report["finished"]
 
 
+def test_ctrl_c_stops_at_once_and_leaves_only_whole_files(abid, abid_bucket, fault_proxy, tmp_path):
+    bucket, ids = abid_bucket
+    proxy = fault_proxy(delay=0.15)
+    target = tmp_path / "out"
+    (tmp_path / "ids.txt").write_text("\n".join(ids))
+    cmd = [
+        sys.executable, "-m", "bincount.cli", "data", "fetch",
+        "--source", f"s3://{bucket}", "--to", str(target),
+        "--file-list", str(tmp_path / "ids.txt"), "--concurrency", "4", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list((target / "bin-images").glob("*.jpg"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not [p for p in target.rglob("*") if p.name.endswith(".tmp")]
+    for path in (target / "bin-images").glob("*.jpg"):
+        assert path.read_bytes() == (abid / "bin-images" / path.name).read_bytes()
+    assert len(list((target / "bin-images").glob("*.jpg"))) < len(ids)
+
+
 def test_private_bucket_is_read_signed_when_credentials_exist(abid_files, make_bucket, tmp_path):
     ids = ["00037", "00038", "00049", "00050", "00085", "00086"]
     bucket = make_bucket(abid_files(ids), public=False)

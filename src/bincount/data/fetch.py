@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -151,17 +152,28 @@ class _Fatal(BincountError):
     """Stops the whole fetch (unlike a BincountError about one file)."""
 
 
+class _Stopped(Exception):
+    """The fetch is being stopped (Ctrl-C, an error elsewhere): no more requests or retries."""
+
+
 class _Fetcher:
     def __init__(self, store: Store, target: Path, attempts: int):
         self.store = store
         self.target = target
         self.attempts = attempts
+        self.stop = threading.Event()
 
     def _get(self, key: str, check) -> tuple[bytes, int]:
         """(bytes, retries) of a key that passes `check`; raises Missing, Transient (after the
         last attempt) or BincountError (from check: broken at the source)."""
         retries = []
-        data = with_retries(lambda: self.store.get(key), self.attempts, retries.append)
+
+        def attempt() -> bytes:
+            if self.stop.is_set():
+                raise _Stopped(key)
+            return self.store.get(key)
+
+        data = with_retries(attempt, self.attempts, retries.append, sleep=self.stop.wait)
         check(data)
         return data, len(retries)
 
@@ -407,6 +419,7 @@ def _run(fetcher, candidates, wanted, limit, concurrency, report: Report, bar) -
                 busy.add(pool.submit(fetcher.image, meta))
             drain(block=False)
     finally:
+        fetcher.stop.set()  # on the normal path nothing is left to stop
         for fut in window:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -27,8 +27,10 @@ def with_retries(
     fn: Callable[[], T],
     attempts: int = 8,
     on_retry: Callable[[Transient], None] | None = None,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> T:
-    """fn(), made again after a `Transient` failure, at most `attempts` times in all."""
+    """fn(), made again after a `Transient` failure, at most `attempts` times in all
+    (`sleep`: how to wait, e.g. an Event's wait, so that a stop need not sit out the delay)."""
     for attempt in range(attempts):
         try:
             return fn()
@@ -37,5 +39,5 @@ def with_retries(
                 raise
             if on_retry:
                 on_retry(e)
-            time.sleep(backoff(attempt))
+            sleep(backoff(attempt))
     raise AssertionError("unreachable")

@@ -122,16 +122,20 @@ def register(subparsers) -> None:
     f = sub.add_parser(
         "fetch",
         help="download images and metadata (verified, resumable)",
-        description="Download bin images and their metadata into a folder in the bucket's "
-        "layout. Each file is verified (the JPEG decodes, the JSON has EXPECTED_QUANTITY) before "
-        "it gets its name; a re-run resumes; missing keys are listed at the end.",
+        description="Download bin images and their metadata into a folder in the bucket's\n"
+        "layout. Each file is verified (the JPEG decodes, the JSON has EXPECTED_QUANTITY)\n"
+        "before it gets its name; a re-run resumes; missing keys are listed at the end\n"
+        "(and in fetch-report.json). Exit code 1 if some files still failed after retries.",
         epilog=FETCH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    f.add_argument("--to", default="data/abid", help="target folder (default: data/abid)")
+    f.add_argument(
+        "--to", default="data/abid", metavar="DIR", help="target folder (default: data/abid)"
+    )
     f.add_argument(
         "--source",
         default="s3://aft-vbi-pds",
+        metavar="URI|DIR",
         help="s3://bucket[/prefix] or a local folder in the bucket layout "
         "(default: s3://aft-vbi-pds, the public bucket)",
     )
@@ -149,9 +153,15 @@ def register(subparsers) -> None:
         "metadata is listed to find them",
     )
     f.add_argument("--limit", type=int, metavar="N", help="at most N images (the first in order)")
-    f.add_argument("--concurrency", type=int, default=16, help="parallel requests (default 16)")
     f.add_argument(
-        "--attempts", type=int, default=8, help="tries per file on throttling/5xx (default 8)"
+        "--concurrency", type=int, default=16, metavar="N", help="parallel requests (default 16)"
+    )
+    f.add_argument(
+        "--attempts",
+        type=int,
+        default=8,
+        metavar="N",
+        help="tries per file on throttling, 5xx, dropped connections (default 8)",
     )
     f.add_argument(
         "--signed",
@@ -207,7 +217,9 @@ def register(subparsers) -> None:
         "DEST/val, DEST/test (one channel each) instead of the whole folder",
     )
     u.add_argument("--dry-run", action="store_true", help="list what would be done; change nothing")
-    u.add_argument("--concurrency", type=int, default=8, help="parallel requests (default 8)")
+    u.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="parallel requests (default 8)"
+    )
     u.add_argument(
         "--unsigned", action="store_true", help="anonymous requests (a bucket open for writes)"
     )

@@ -5,8 +5,13 @@ health.json, grad_norms.csv, profile.json, Lightning's profiler table and report
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import pytest
 from omegaconf import OmegaConf
+
+from bincount.config import project_root
 
 
 def test_healthy_default_run_fires_no_rule_and_writes_the_report(debug_run):
@@ -59,3 +64,34 @@ def test_thresholds_and_stop_are_set_from_the_command_line(make_cfg):
     assert rules["exploding_gradients"].stop is True
     assert rules["dead_relu"].enabled is False
     assert rules["non_finite"].stop is True  # the default
+
+
+@pytest.mark.slow
+def test_health_and_profile_under_ddp_with_two_processes(tiny_source, tmp_path):
+    """Two real DDP processes (gloo on CPU): the stop decision is a collective, so no rank may
+    hang; only rank 0 writes the findings."""
+    run = tmp_path / "run"
+    overrides = [
+        "debug=[health,profile]",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.sync_batchnorm=false",  # SyncBatchNorm needs GPUs
+        "experiment=smoke",
+        f"data.source={tiny_source}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={run}",
+        "data.image_size=64",
+        "data.max_per_split=10",
+        "data.num_workers=0",
+        "batch_size=2",
+        "test=false",
+    ]
+    train_py = [sys.executable, str(project_root() / "train.py")]
+    proc = subprocess.run([*train_py, *overrides], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    health = json.loads((run / "health.json").read_text())
+    assert health["fired"] == []
+    assert health["steps_checked"] == 2  # 5 images a rank in batches of 2, the last dropped
+    assert json.loads((run / "profile.json").read_text())["steps"] == 2
+    assert (run / "report.html").is_file()

@@ -20,6 +20,7 @@ import io
 import logging
 import math
 import statistics
+from array import array
 from dataclasses import fields
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from bincount.fileio import atomic_write_json, atomic_write_text
 log = logging.getLogger("bincount")
 
 RELUS = (nn.ReLU, nn.ReLU6)
+KEEP_GRADS = 100  # recorded steps whose per-layer statistics stay in memory for the rules
 
 
 def _layer_groups(module: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
@@ -77,7 +79,7 @@ class TrainingHealth(pl.Callback):
         self._capture_dead = False
         self._dead_now: dict[str, float] = {}
         self._grads: dict[str, tuple[float, float]] | None = None
-        self._started = False
+        self._norm_rows: list[array] = []  # per recorded step: each layer's norm (float32)
 
     # ---- helpers -----------------------------------------------------------------------
     def _rule(self, name: str) -> Rule | None:
@@ -164,6 +166,9 @@ class TrainingHealth(pl.Callback):
                 bad = [k for k, (n, _) in self._grads.items() if not math.isfinite(n)]
                 self.history.nonfinite.append((step, f"gradient of {bad[0]} (+{len(bad) - 1})"))
             self.history.steps.append(stats)
+            self._norm_rows.append(array("f", [n for n, _ in self._grads.values()]))
+            if len(self.history.steps) > KEEP_GRADS:  # bounded memory on long runs
+                self.history.steps[-KEEP_GRADS - 1].grads = {}
             self._grads = None
         if self._capture_dead and self._dead_now:
             self.history.dead_units.append((step, dict(self._dead_now)))
@@ -292,13 +297,14 @@ class TrainingHealth(pl.Callback):
         }
 
     def _grad_csv(self) -> str:
-        layers = [name for name, _ in self._groups]
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["step", "epoch", "loss", "total_norm", *layers])
-        for s in self.history.steps:
-            norms = [f"{s.grads.get(k, (math.nan, 0))[0]:.6g}" for k in layers]
-            w.writerow([s.step, s.epoch, f"{s.loss:.6g}", f"{s.total_norm:.6g}", *norms])
+        w.writerow(["step", "epoch", "loss", "total_norm", *(name for name, _ in self._groups)])
+        for s, norms in zip(self.history.steps, self._norm_rows, strict=True):
+            w.writerow(
+                [s.step, s.epoch, f"{s.loss:.6g}", f"{s.total_norm:.6g}"]
+                + [f"{n:.6g}" for n in norms]
+            )
         return buf.getvalue()
 
     def _write(self, trainer: pl.Trainer) -> None:

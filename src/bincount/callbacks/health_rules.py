@@ -26,11 +26,12 @@ class StepStats:
     epoch: int
     loss: float
     # layer name -> (L2 norm, mean |g|) of its gradients; layers in the model's order
+    # (the callback empties it for old steps: the rules look at the recent ones)
     grads: dict[str, tuple[float, float]]
+    total_norm: float = field(init=False)
 
-    @property
-    def total_norm(self) -> float:
-        return math.sqrt(sum(n * n for n, _ in self.grads.values()))
+    def __post_init__(self):
+        self.total_norm = math.sqrt(sum(n * n for n, _ in self.grads.values()))
 
 
 @dataclass

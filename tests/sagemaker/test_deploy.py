@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
-from sm_moto import BUCKET, REGION, ROLE
+from sm_moto import BUCKET, REGION, ROLE, s3_read
 
 from bincount import cli
 from bincount.errors import BincountError
@@ -54,12 +54,9 @@ def test_deploy_serverless_invoke_and_delete(aws, trained_run, abid, tmp_path, c
     (endpoint,) = aws.sagemaker("CreateEndpoint")
     for call in (model, config, endpoint):
         assert PROJECT_TAG in call["Tags"]
-    puts = {r["path"].split("?")[0] for r in aws.requests if r["method"] == "PUT"}
-    assert "/models/deploy/bincount-test/model.tar.gz" in puts
-    archive = boto3.client("s3").get_object(
-        Bucket="models", Key="deploy/bincount-test/model.tar.gz"
-    )
-    with tarfile.open(fileobj=io.BytesIO(archive["Body"].read())) as tar:
+    puts = {r.path.split("?")[0] for r in aws.requests if r.method == "PUT"}
+    assert f"/{BUCKET}/deploy/bincount-test/model.tar.gz" in puts
+    with tarfile.open(fileobj=io.BytesIO(s3_read("deploy/bincount-test/model.tar.gz"))) as tar:
         assert {"code/inference.py", "checkpoints/best.ckpt"} <= set(tar.getnames())
 
     # invoke: moto answers what it is told to; the request must carry the photo and quantity
@@ -73,8 +70,9 @@ def test_deploy_serverless_invoke_and_delete(aws, trained_run, abid, tmp_path, c
         "p_expected": 0.9,
         "verdict": "match",
     }
+    host, port = aws.upstream
     http_post_json(
-        f"{aws.moto}/moto-api/static/sagemaker/endpoint-results",
+        f"http://{host}:{port}/moto-api/static/sagemaker/endpoint-results",
         {
             "region": REGION,
             "results": [{"Body": json.dumps(canned), "ContentType": "application/json"}],
@@ -131,11 +129,11 @@ def test_realtime_deploy_of_a_training_jobs_archive(aws, trained_run, capsys):
         tar.add(trained_run / "checkpoints" / "best.ckpt", "checkpoints/best.ckpt")
         tar.add(trained_run / "config.yaml", "config.yaml")
     s3 = boto3.client("s3")
-    s3.put_object(Bucket="models", Key="jobs/j1/output/model.tar.gz", Body=buf.getvalue())
+    s3.put_object(Bucket=BUCKET, Key="jobs/j1/output/model.tar.gz", Body=buf.getvalue())
     code = cli.main(
         [
             "deploy",
-            "s3://models/jobs/j1/output/model.tar.gz",
+            f"s3://{BUCKET}/jobs/j1/output/model.tar.gz",
             "--name",
             "bincount-rt",
             "--instance-type",

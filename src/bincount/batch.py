@@ -187,7 +187,7 @@ def predict_endpoint(invoke: Callable[[bytes], dict], items: list[Item], expecte
             if expected is not None:
                 body["expected"] = expected
             answers.append(invoke(json.dumps(body).encode()))
-        except inference.InputError as e:
+        except BincountError as e:  # a bad image here, or the endpoint's error for this one
             answers.append({"error": str(e)})
     return answers
 

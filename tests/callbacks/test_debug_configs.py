@@ -32,6 +32,8 @@ def test_the_findings_are_in_the_log(debug_run):
     log = (debug_run / "train.log").read_text()
     assert "health: no rule fired (5 steps, 1 epochs checked)" in log
     assert "profile: step " in log and "images/s" in log
+    assert "health metrics: health/rules_fired=0" in log
+    assert "profile metrics: profile/step_seconds=" in log and "profile/data_fraction=" in log
     assert f"report: {debug_run / 'report.html'}" in log
 
 

@@ -316,6 +316,7 @@ class TrainingHealth(pl.Callback):
 
     def _log_summary(self) -> None:
         v = self.verdicts()
+        log.info("health metrics: health/rules_fired=%d", len(v["fired"]))
         if not v["fired"]:
             log.info(
                 "health: no rule fired (%d steps, %d epochs checked)",

@@ -365,6 +365,15 @@ class StepProfile(pl.Callback):
             s["cpu"]["cores"],
             path,
         )
+        # key=value tokens, for the metric regexes of a SageMaker job
+        figures = {
+            "profile/step_seconds": s["step_seconds"]["mean"] or 0,
+            "profile/images_per_s": s["throughput"]["train_images_per_s"],
+            **{f"profile/{p}_fraction": v["fraction"] for p, v in s["split"].items()},
+            "profile/peak_rss_mb": s["memory"]["peak_rss_mb"],
+            "profile/cpu_pct": s["cpu"]["utilisation_pct"],
+        }
+        log.info("profile metrics: %s", " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
         for advice in s["advice"]:
             log.info("profile advice: %s", advice)
 

@@ -50,6 +50,7 @@ def test_two_cpu_hosts_without_torchrun_meet_at_the_first():
     assert (top.num_nodes, top.devices, top.node_rank, top.world_size) == (2, 1, 1, 2)
     settings = top.trainer_settings()
     assert settings["trainer.strategy"]["process_group_backend"] == "gloo"
+    assert settings["trainer.strategy"]["_target_"].endswith("multihost.MultiHostDDP")
     assert settings["trainer.accelerator"] == "cpu" and settings["trainer.num_nodes"] == 2
     assert settings["trainer.sync_batchnorm"] is False  # SyncBatchNorm is GPU-only
     assert top.launch_env(env) == {
@@ -126,3 +127,23 @@ def test_a_channel_of_the_public_bucket_uses_the_seeds_file_list(tmp_path):
     assert file_list("file_list.json", tmp_path) == "file_list.json"
     assert file_list(None, tmp_path) is None
     assert file_list("/abs/list.json", tmp_path) == "/abs/list.json"
+
+
+def test_every_host_writes_its_own_checkpoints(tmp_path):
+    from lightning_fabric.plugins.environments import LightningEnvironment
+    from pytorch_lightning.strategies import DDPStrategy
+
+    from bincount.sagemaker.multihost import MultiHostDDP
+
+    def second_host_saves(strategy_class) -> bool:
+        env = LightningEnvironment()  # the first process of the second host: global rank 1
+        env.set_global_rank(1)
+        env.set_world_size(2)
+        strategy = strategy_class(cluster_environment=env)
+        assert (strategy.global_rank, strategy.local_rank) == (1, 0)
+        path = tmp_path / f"{strategy_class.__name__}.ckpt"
+        strategy.save_checkpoint({"epoch": 0}, path)
+        return path.is_file()
+
+    assert second_host_saves(MultiHostDDP)
+    assert not second_host_saves(DDPStrategy)  # Lightning's: the first process only

@@ -116,8 +116,14 @@ class Topology:
             "trainer.num_nodes": self.num_nodes,
         }
         if self.world_size > 1:
+            strategy = "MultiHostDDP" if self.num_nodes > 1 else "DDPStrategy"
+            module = (
+                "bincount.sagemaker.multihost"
+                if self.num_nodes > 1
+                else "pytorch_lightning.strategies"
+            )
             settings["trainer.strategy"] = {
-                "_target_": "pytorch_lightning.strategies.DDPStrategy",
+                "_target_": f"{module}.{strategy}",
                 "process_group_backend": self.backend,
             }
             # BatchNorm statistics over all GPUs (PyTorch's SyncBatchNorm is GPU-only).

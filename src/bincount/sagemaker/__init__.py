@@ -6,5 +6,6 @@ config, checked before any call), `hpo` (the search space), `prices` (cost estim
 (the source uploaded), `submit` (the SDK calls), `launcher` (all of it, for launch_sagemaker.py),
 `cleanup` (delete what costs money), `tags`.
 Container side: `bridge` (hyperparameters + SM_* environment -> config -> bincount.train.train),
-`rank_record` (what each process trained on, for checking a distributed run).
+`rank_record` (what each process trained on, for checking a distributed run), `multihost` (DDP
+that keeps checkpoints on every host's disk).
 """

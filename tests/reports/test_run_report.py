@@ -77,7 +77,7 @@ def test_fired_rules_lead_the_recommendations_with_their_fix(run):
     health["fired"] = ["overfitting"]
     (run / "health.json").write_text(json.dumps(health))
     recs = recommendations(load_run(run))
-    assert recs[0].startswith("overfitting: val loss 1.2 -> 1.5 since epoch 4. overfitting: more")
+    assert recs[0].startswith("overfitting (step 40): val loss 1.2 -> 1.5 since epoch 4. Fix: ")
     page = write_report(run).read_text()
     assert "<tr class=fired><td>overfitting</td><td>FIRED</td><td>step 40, epoch 9</td>" in page
 

@@ -41,6 +41,9 @@ def learning_curves(series: dict[str, list[tuple[int, float]]]) -> bytes | None:
         xs, ys = zip(*series[key], strict=True)
         axes[0].plot(xs, ys, label=key, **styles.get(key, dict(marker="o")))
     axes[0].set(title="loss", xlabel="step")
+    values = [v for k in losses for _, v in series[k] if v > 0]
+    if values and max(values) > 100 * min(values):  # a loss that blew up: a log scale
+        axes[0].set_yscale("log")
     for key in scores:
         xs, ys = zip(*series[key], strict=True)
         axes[1].plot(xs, ys, marker="o", label=key)

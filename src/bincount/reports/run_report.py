@@ -133,8 +133,11 @@ def recommendations(run: Run, top: int = 5) -> list[str]:
         rules = run.health.get("rules", {})
         for name in run.health.get("fired", []):
             rule = rules.get(name, {})
-            message = rule.get("fired", {}).get("message", "")
-            out.append(f"{name}: {message}. {rule.get('hint', '')}".strip())
+            fired = rule.get("fired", {})
+            out.append(
+                f"{name} (step {fired.get('step')}): {fired.get('message', '')}. "
+                f"Fix: {rule.get('hint', '')}"
+            )
     if run.profile:
         out.extend(run.profile.get("advice", []))
     return out[:top]

@@ -6,9 +6,9 @@ Starts moto's server on 127.0.0.1 (in its own process; --in-process to share thi
 loads it with real images of ../shared/abid (a public-read bucket, read with unsigned
 requests like the real one), then fetches them into fresh folders with
 `bincount.data.fetch` and prints files/s and MB/s for each concurrency (best of --repeat
-runs) and the speed-up over one request at a time. The machine's cores are shared with the
-server, so these figures are a lower bound: against the real bucket each request waits on
-the network, and concurrency helps far more.
+runs) and the speed-up over one request at a time: once as it is, once with 20 ms added to
+every request by a loopback proxy (tests/data/fault_proxy.py), as a network to the real
+bucket would. The machine's cores are shared by server, proxy and client.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests" / "data"))
 
 
 def free_port() -> int:
@@ -51,14 +52,23 @@ def main() -> None:
     parser.add_argument(
         "--in-process", action="store_true", help="run moto in this process (shares the GIL)"
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.02],
+        help="seconds added to every request by a loopback proxy, as a network would "
+        "(default: 0 and 0.02; one table each)",
+    )
     args = parser.parse_args()
 
     import logging
 
     import boto3
+    from fault_proxy import FaultProxy  # tests/data/fault_proxy.py: a loopback proxy
     from moto.server import ThreadedMotoServer
 
-    from bincount.data import fetch, s3, stores
+    from bincount.data import s3
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     if args.in_process:
@@ -96,10 +106,40 @@ def main() -> None:
         f"on 127.0.0.1; {os.cpu_count()} cores; best of {args.repeat}"
     )
 
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    tables = []
+    for latency in args.latency:
+        proxy = FaultProxy(endpoint, delay=latency) if latency else None
+        os.environ["AWS_ENDPOINT_URL"] = proxy.url if proxy else endpoint
+        tables.append((latency, run(ids, args.concurrency, args.repeat)))
+        if proxy:
+            proxy.close()
+    if args.in_process:
+        server.stop()
+    else:
+        server.terminate()
+        server.wait()
+    for latency, results in tables:
+        added = f"{latency * 1000:.0f} ms added to each request" if latency else "no added latency"
+        print(f"\n{added}:")
+        print(f"{'concurrency':>11} {'seconds':>8} {'files/s':>8} {'MB/s':>7} {'vs 1':>6}")
+        base = results[0][2] / results[0][1]
+        for concurrency, seconds, files, nbytes in results:
+            rate = files / seconds
+            print(
+                f"{concurrency:>11} {seconds:>8.2f} {rate:>8.1f} {nbytes / 1e6 / seconds:>7.2f} "
+                f"{rate / base:>5.2f}x"
+            )
+
+
+def run(ids: list[str], levels: list[int], repeat: int) -> list[tuple[int, float, int, int]]:
+    """(concurrency, best seconds, files, bytes) of a full fetch at each concurrency."""
+    from bincount.data import fetch, stores
+
     results = []
-    for concurrency in args.concurrency:
+    for concurrency in levels:
         best = None
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 store = stores.open_store("s3://bench-abid", connections=concurrency)
                 start = time.perf_counter()
@@ -111,20 +151,7 @@ def main() -> None:
             if best is None or seconds < best[0]:
                 best = (seconds, report.files, report.bytes)
         results.append((concurrency, *best))
-    if args.in_process:
-        server.stop()
-    else:
-        server.terminate()
-        server.wait()
-
-    base = results[0][2] / results[0][1]
-    print(f"\n{'concurrency':>11} {'seconds':>8} {'files/s':>8} {'MB/s':>7} {'vs 1':>6}")
-    for concurrency, seconds, files, nbytes in results:
-        rate = files / seconds
-        print(
-            f"{concurrency:>11} {seconds:>8.2f} {rate:>8.1f} {nbytes / 1e6 / seconds:>7.2f} "
-            f"{rate / base:>5.2f}x"
-        )
+    return results
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -115,3 +116,29 @@ def test_upload_errors_say_what_to_do(dataset, s3env, monkeypatch, tmp_path, cap
     bad.write_text("id,count,split\n99999999,1,train\n")
     with pytest.raises(BincountError, match="not in"):
         upload.upload(dataset, "s3://some-bucket/abid", manifest_csv=bad)
+
+
+def test_objects_whose_etag_is_not_the_md5_are_compared_by_their_md5_metadata(dataset, make_bucket):
+    """Multipart (or KMS-encrypted) objects have ETags that are not MD5s."""
+    bucket = make_bucket({}, public=False)
+    client = boto3.client("s3")
+    meta = sorted((dataset / "metadata").iterdir())[:2]
+    for path, keep_md5 in zip(meta, (True, False), strict=True):
+        data = path.read_bytes()
+        extra = {"Metadata": {"md5": hashlib.md5(data).hexdigest()}} if keep_md5 else {}
+        key = f"x/metadata/{path.name}"
+        mpu = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+        part = client.upload_part(
+            Bucket=bucket, Key=key, UploadId=mpu["UploadId"], PartNumber=1, Body=data
+        )
+        client.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=mpu["UploadId"],
+            MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+        )
+        assert "-" in client.head_object(Bucket=bucket, Key=key)["ETag"]
+    report = upload.upload(dataset, f"s3://{bucket}/x")
+    assert f"metadata/{meta[0].name}" in report.skipped  # same bytes, said by its md5
+    assert f"metadata/{meta[1].name}" in report.uploaded  # no way to tell: sent again
+    assert len(report.uploaded) == 79

@@ -72,7 +72,15 @@ class Report:
         if self.other_counts:
             lines.append(f"{self.other_counts} images left out: count not in {self.counts}")
         for name, items in (
-            ("missing at the source", self.missing),
+            (
+                "missing at the source",
+                [
+                    k
+                    if self.why_missing.get(k, "not found") == "not found"
+                    else f"{k} ({self.why_missing[k]})"
+                    for k in self.missing
+                ],
+            ),
             ("broken at the source (not kept)", [f"{k}: {r}" for k, r in self.invalid]),
             ("failed after retries (run again to resume)", [f"{k}: {r}" for k, r in self.failed]),
             ("refused (unsafe ids)", self.refused),

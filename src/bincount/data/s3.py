@@ -22,6 +22,7 @@ from pathlib import Path
 from bincount.data.stores import Missing, Transient, ids_from_names
 from bincount.errors import BincountError
 
+log = logging.getLogger(__name__)
 DEFAULT_SOURCE = "s3://aft-vbi-pds"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_PART = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+$")
@@ -300,7 +301,9 @@ def cached_source(uri: str, cache_dir: Path, signed: bool | None = None) -> Path
         ids = sources.parse_file_list(json.loads(listing), where)
     except ValueError as e:
         raise BincountError(f"{where} is not valid JSON ({e}): fix or remove it") from None
+    log.info("data source %s: fetching %d listed images into %s (once)", uri, len(ids), folder)
     report = fetch.fetch(store, folder, ids, wait_for_lock=True)
+    log.info("%s", report.summary())
     if report.failed:
         raise BincountError(
             f"{len(report.failed)} files of {uri} could not be fetched into {folder} (first: "

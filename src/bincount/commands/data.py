@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from bincount.data.s3 import DEFAULT_SOURCE
 from bincount.errors import BincountError
 
 FETCH_EXAMPLES = """examples:
@@ -134,7 +135,7 @@ def register(subparsers) -> None:
     )
     f.add_argument(
         "--source",
-        default="s3://aft-vbi-pds",
+        default=DEFAULT_SOURCE,
         metavar="URI|DIR",
         help="s3://bucket[/prefix] or a local folder in the bucket layout "
         "(default: s3://aft-vbi-pds, the public bucket)",

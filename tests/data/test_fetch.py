@@ -186,27 +186,39 @@ def test_cli_fetch_by_counts_lists_the_bucket(abid_bucket, tmp_path, capsys):
     assert sorted(p.stem for p in (tmp_path / "out" / "bin-images").iterdir()) == sorted(ids)[:4]
 
 
+def fetch_command(bucket: str, ids: list[str], target: Path, concurrency: int) -> list[str]:
+    """`bincount data fetch` of these ids, as a user runs it."""
+    (target.parent / "ids.txt").write_text("\n".join(ids))
+    return [
+        sys.executable, "-m", "bincount.cli", "data", "fetch",
+        "--source", f"s3://{bucket}", "--to", str(target),
+        "--file-list", str(target.parent / "ids.txt"),
+        "--concurrency", str(concurrency), "--no-progress",
+    ]  # fmt: skip
+
+
+def start_and_wait_for_images(cmd: list[str], env: dict, target: Path, n: int):
+    """The fetch as a process, once it has written n images."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list((target / "bin-images").glob("*.jpg"))) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the fetch never started writing"
+        time.sleep(0.02)
+    return proc
+
+
 def test_fetch_killed_half_way_resumes_with_no_partial_file(
     abid, abid_bucket, fault_proxy, tmp_path
 ):
     bucket, ids = abid_bucket
     proxy = fault_proxy(delay=0.15)  # slow enough to be caught half-way
     target = tmp_path / "out"
-    (tmp_path / "ids.txt").write_text("\n".join(ids))
-    cmd = [
-        sys.executable, "-m", "bincount.cli", "data", "fetch",
-        "--source", f"s3://{bucket}", "--to", str(target),
-        "--file-list", str(tmp_path / "ids.txt"), "--concurrency", "2", "--no-progress",
-    ]  # fmt: skip
+    cmd = fetch_command(bucket, ids, target, concurrency=2)
     env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while len(list((target / "bin-images").glob("*.jpg"))) < 4:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the fetch never started writing"
-        time.sleep(0.02)
+    proc = start_and_wait_for_images(cmd, env, target, 4)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     # What is there under a final name is whole, even right after the kill.
     kept = sorted((target / "bin-images").glob("*.jpg"))
@@ -228,18 +240,8 @@ def test_ctrl_c_stops_at_once_and_leaves_only_whole_files(abid, abid_bucket, fau
     bucket, ids = abid_bucket
     proxy = fault_proxy(delay=0.15)
     target = tmp_path / "out"
-    (tmp_path / "ids.txt").write_text("\n".join(ids))
-    cmd = [
-        sys.executable, "-m", "bincount.cli", "data", "fetch",
-        "--source", f"s3://{bucket}", "--to", str(target),
-        "--file-list", str(tmp_path / "ids.txt"), "--concurrency", "4", "--no-progress",
-    ]  # fmt: skip
     env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(list((target / "bin-images").glob("*.jpg"))) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.02)
+    proc = start_and_wait_for_images(fetch_command(bucket, ids, target, 4), env, target, 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130 and "interrupted" in err, err

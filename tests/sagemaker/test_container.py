@@ -70,7 +70,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # ~35 s on this shared 2-core machine
 def test_entrypoint_trains_what_train_py_would_and_saves_a_run_folder(
     code, tiny_source, tmp_path, make_cfg
 ):

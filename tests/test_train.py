@@ -68,6 +68,7 @@ def test_train_returns_the_objective_and_is_reproducible(make_cfg, tiny_source, 
 
 def _fails(proc, *words):
     assert proc.returncode != 0
+    assert "Error in call to target" not in proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     for w in words:
         assert w in proc.stderr, proc.stderr[-2000:]

@@ -12,13 +12,28 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("bincount")
+
+
+def instantiate(node, *args, **kwargs):
+    """hydra's instantiate, but a BincountError raised by the target comes out as itself
+    (hydra wraps it in an InstantiationException with a long prefix)."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, BincountError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
 
 
 def _instantiate_dict(node: DictConfig | None) -> list:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -20,6 +21,16 @@ from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("bincount")
+
+
+def _no_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip")
+
+
+def _quiet_lightning() -> None:
+    """Drop Lightning's advertising tips and a deprecation notice it raises against itself."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_tips)  # once: a set
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def instantiate(node, *args, **kwargs):
@@ -58,6 +69,7 @@ def _trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
 
 def train(cfg: DictConfig) -> float:
     started = time.monotonic()
+    _quiet_lightning()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

@@ -1,0 +1,1 @@
+"""Hydra sweeper `hydra/sweeper=optuna`: the search space of `+sweep=hpo`, run locally."""

@@ -1,0 +1,55 @@
+"""`bincount evaluate MODEL`: a checkpoint's accuracy, accuracy per count, RMSE, MAE,
+off-by-one and confusion matrix on a split of its run, or on any folder in the bucket layout."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLES = """examples:
+  bincount evaluate outputs/<run>                                  # the run's test split
+  bincount evaluate outputs/<run>/checkpoints/best.ckpt --split val
+  bincount evaluate outputs/<run> --data ../shared/abid            # every image of a source
+  bincount evaluate outputs/<run> --data ../shared/abid --split test -o /tmp/eval
+
+Without --data the images are a split of the run's own manifest (its config.yaml); with --data
+they are the images of that folder (bin-images/, metadata/) whose count the model knows, all of
+them or one split (made with the run's split fractions and seed). Writes metrics.json,
+predictions.csv and confusion.png to <run>/eval/<data>-<split> unless -o is given."""
+
+
+def _evaluate(args) -> int:
+    from bincount.reports import evaluate
+
+    ev = evaluate.evaluate(args.model, data=args.data, split=args.split, batch_size=args.batch_size)
+    tag = f"{Path(args.data).name if args.data else 'run'}-{ev.split}"
+    run = (
+        ev.checkpoint.parent.parent
+        if ev.checkpoint.parent.name == "checkpoints"
+        else ev.checkpoint.parent
+    )
+    out = Path(args.output) if args.output else run / "eval" / tag
+    evaluate.write(ev, out)
+    print(evaluate.text(ev))
+    print(f"written: {out}/metrics.json, predictions.csv, confusion.png")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="a checkpoint's figures (accuracy, RMSE, confusion matrix...) on a split or a source",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="a run folder or its checkpoints/best.ckpt")
+    p.add_argument("--data", help="a folder in the bucket layout (default: the run's own data)")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        help="which split (default: test of the run's data; all of --data)",
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("-o", "--output", help="folder for the results")
+    p.set_defaults(func=_evaluate)

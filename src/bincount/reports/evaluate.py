@@ -1,0 +1,245 @@
+"""`bincount evaluate`: a checkpoint's figures on a split of its run, or on any source.
+
+The images are a split of the run's own manifest (its config.yaml: the data and the split it
+was trained with), or a folder in the bucket layout (`--data`: all its images with a count the
+model knows, or one split of it with `--split`). Predictions are the argmax class of the
+checkpoint's network, with the checkpoint's own preprocessing; the figures are
+`bincount.models.metrics.CountMetrics` (the ones training logs): accuracy, accuracy per count,
+RMSE, MAE, off-by-one, and the confusion matrix. Written: metrics.json (the figures),
+predictions.csv (one row per image) and confusion.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bincount.errors import BincountError
+from bincount.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+EXPECTED = (
+    "a checkpoint written by `python train.py` (a Lightning .ckpt whose hyperparameters hold "
+    "backbone, counts and preprocess, e.g. outputs/<run>/checkpoints/best.ckpt) or its run folder"
+)
+SPLITS = ("train", "val", "test", "all")
+
+
+@dataclass
+class Evaluation:
+    checkpoint: Path
+    data: str
+    split: str
+    counts: list[int]
+    paths: list[Path]
+    truth: list[int]  # counts
+    predicted: list[int]  # counts
+    confidence: list[float]
+    figures: dict[str, float]
+    confusion: list[list[int]]
+
+    def summary(self) -> dict:
+        return {
+            "checkpoint": str(self.checkpoint),
+            "data": self.data,
+            "split": self.split,
+            "images": len(self.paths),
+            "counts": self.counts,
+            "figures": self.figures,
+            "confusion": {
+                "rows": "true count",
+                "columns": "predicted count",
+                "matrix": self.confusion,
+            },
+        }
+
+
+def checkpoint_file(model: str | Path) -> Path:
+    """The .ckpt of a run folder or a checkpoint path; anything else is a clear error."""
+    from bincount.inference import resolve
+
+    path = resolve(model, "torch")
+    if path.suffix != ".ckpt":
+        raise BincountError(f"{path} is a {path.suffix or 'suffix-less'} file; expected {EXPECTED}")
+    return path
+
+
+def load(ckpt: Path):
+    from bincount.inference import load_module
+
+    try:
+        module = load_module(ckpt)
+    except BincountError:
+        raise BincountError(
+            f"{ckpt} could not be loaded as a bincount checkpoint; expected {EXPECTED}"
+        ) from None
+    missing = [k for k in ("preprocess", "counts") if not getattr(module, k, None)]
+    if missing:
+        raise BincountError(f"{ckpt} has no {', '.join(missing)}; expected {EXPECTED}")
+    return module
+
+
+def _run_of(ckpt: Path) -> Path:
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Path) -> list:
+    """[(image path, true count)] to evaluate on."""
+    if split not in SPLITS:
+        raise BincountError(f"--split {split}: use one of {', '.join(SPLITS)}")
+    run = _run_of(ckpt)
+    if data is None:
+        from bincount.evalset import split_items
+
+        if split == "all":
+            return [it for s in SPLITS[:3] for it in split_items(run, s)]
+        return split_items(run, split)
+    from omegaconf import OmegaConf
+
+    from bincount.data import sources
+    from bincount.data.datamodule import BinDataModule
+
+    spec = {}
+    if (run / "config.yaml").is_file():
+        data_cfg = OmegaConf.load(run / "config.yaml").get("data") or {}
+        spec = {k: data_cfg[k] for k in ("split", "seed") if k in data_cfg}
+    dm = BinDataModule(source=data, cache_dir=str(cache), counts=counts, **spec)
+    dm.setup()
+    chosen = SPLITS[:3] if split == "all" else (split,)
+    out = []
+    for s in chosen:
+        ds = dm.datasets[s]
+        out += [
+            (sources.image_path(dm.folder, i), dm.counts[t])
+            for i, t in zip(ds.ids, ds.targets, strict=True)
+        ]
+    if not out:
+        raise BincountError(
+            f"no images of counts {counts} in {data} ({split}): nothing to evaluate"
+        )
+    return out
+
+
+def predict(module, paths: list[Path], batch_size: int = 32) -> tuple[list[int], list[float]]:
+    """Predicted class index and its probability for each image."""
+    from bincount.data import transforms
+
+    pre = module.preprocess
+    tf = transforms.build(pre, train=False)
+    size = int(pre["image_size"])
+    classes: list[int] = []
+    confidence: list[float] = []
+    with torch.inference_mode():
+        for start in range(0, len(paths), batch_size):
+            batch = torch.stack(
+                [tf(transforms.open_rgb(p, size)) for p in paths[start : start + batch_size]]
+            )
+            probs = module(batch).float().softmax(dim=1)
+            conf, idx = probs.max(dim=1)
+            classes += idx.tolist()
+            confidence += conf.tolist()
+    return classes, confidence
+
+
+def figures(
+    counts: list[int], truth: list[int], predicted: list[int]
+) -> tuple[dict, list[list[int]]]:
+    """CountMetrics of true and predicted counts: (figures, confusion matrix)."""
+    from bincount.models.metrics import CountMetrics
+
+    index = {c: i for i, c in enumerate(counts)}
+    metrics = CountMetrics(counts)
+    metrics.update(
+        torch.tensor([index[c] for c in predicted]), torch.tensor([index[c] for c in truth])
+    )
+    return metrics.compute(), metrics.confusion_matrix()
+
+
+def evaluate(
+    model: str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    cache: Path | None = None,
+    batch_size: int = 32,
+) -> Evaluation:
+    ckpt = checkpoint_file(model)
+    module = load(ckpt)
+    counts = [int(c) for c in module.counts]
+    split = split or ("all" if data else "test")
+    chosen = items(ckpt, counts, data, split, cache or _run_of(ckpt) / "eval" / "cache")
+    paths = [p for p, _ in chosen]
+    truth = [c for _, c in chosen]
+    log.info(
+        "evaluating %s on %d images (%s, %s)", ckpt, len(paths), data or "the run's data", split
+    )
+    classes, confidence = predict(module, paths, batch_size)
+    predicted = [counts[i] for i in classes]
+    figs, confusion = figures(counts, truth, predicted)
+    return Evaluation(
+        ckpt, data or "run", split, counts, paths, truth, predicted, confidence, figs, confusion
+    )
+
+
+def confusion_png(ev: Evaluation) -> bytes:
+    from bincount.reports.run_plots import _figure, _png
+
+    k = len(ev.counts)
+    fig = _figure(1.0 + 0.9 * k, 0.6 + 0.9 * k)
+    ax = fig.subplots()
+    matrix = torch.tensor(ev.confusion, dtype=torch.float32)
+    rows = matrix.sum(dim=1, keepdim=True).clamp(min=1)
+    im = ax.imshow((matrix / rows).numpy(), cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            share = float(matrix[i, j] / rows[i, 0])
+            ax.text(
+                j,
+                i,
+                str(int(matrix[i, j])),
+                ha="center",
+                va="center",
+                color="white" if share > 0.5 else "black",
+            )
+    labels = [str(c) for c in ev.counts]
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), labels)
+    acc = ev.figures["acc"]
+    ax.set(
+        xlabel="predicted count",
+        ylabel="true count",
+        title=f"{ev.split}: {len(ev.paths)} images, acc {acc:.3f}",
+    )
+    fig.colorbar(im, ax=ax, label="share of the true count's images")
+    return _png(fig)
+
+
+def write(ev: Evaluation, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "count", "predicted", "confidence"])
+    for p, t, c, conf in zip(ev.paths, ev.truth, ev.predicted, ev.confidence, strict=True):
+        w.writerow([str(p), t, c, f"{conf:.4f}"])
+    return [
+        atomic_write_json(out / "metrics.json", ev.summary()),
+        atomic_write_text(out / "predictions.csv", buf.getvalue()),
+        atomic_write_bytes(out / "confusion.png", confusion_png(ev)),
+    ]
+
+
+def text(ev: Evaluation) -> str:
+    f = ev.figures
+    per = " ".join(f"{c}:{f[f'acc_count_{c}']:.2f}" for c in ev.counts)
+    return "\n".join(
+        [
+            f"{ev.checkpoint} on {ev.data} ({ev.split}): {len(ev.paths)} images",
+            "  ".join(f"{k}={f[k]:.4f}" for k in ("acc", "rmse", "mae", "off_by_one")),
+            f"accuracy per count: {per}",
+        ]
+    )

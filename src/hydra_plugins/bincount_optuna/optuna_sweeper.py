@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,15 @@ class BincountOptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
+        from bincount.errors import BincountError
+
+        try:
+            return self._sweep(arguments)
+        except BincountError as e:  # said like train.py says it: no traceback
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         import optuna
 
         from bincount.errors import BincountError

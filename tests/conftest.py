@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
+from runner import run_train
 
 from bincount.config import config_dir, project_root
 
@@ -77,18 +76,6 @@ def make_cfg(tmp_path) -> Callable[..., DictConfig]:
         return cfg
 
     return _make
-
-
-def run_train(*overrides: str, cwd: Path | None = None, env: dict | None = None, timeout=600):
-    """Run `python train.py` as a user would; returns the CompletedProcess."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *overrides],
-        cwd=cwd or ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_train
+from runner import run_train
 
 from bincount.train import train
 

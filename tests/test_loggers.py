@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import run_train
 from omegaconf import OmegaConf
+from runner import run_train
 
 from bincount.train import _instantiate_dict
 

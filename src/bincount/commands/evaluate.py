@@ -23,12 +23,7 @@ def _evaluate(args) -> int:
 
     ev = evaluate.evaluate(args.model, data=args.data, split=args.split, batch_size=args.batch_size)
     tag = f"{Path(args.data).name if args.data else 'run'}-{ev.split}"
-    run = (
-        ev.checkpoint.parent.parent
-        if ev.checkpoint.parent.name == "checkpoints"
-        else ev.checkpoint.parent
-    )
-    out = Path(args.output) if args.output else run / "eval" / tag
+    out = Path(args.output) if args.output else evaluate.run_of(ev.checkpoint) / "eval" / tag
     evaluate.write(ev, out)
     print(evaluate.text(ev))
     print(f"written: {out}/metrics.json, predictions.csv, confusion.png")

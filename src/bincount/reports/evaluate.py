@@ -85,15 +85,17 @@ def load(ckpt: Path):
     return module
 
 
-def _run_of(ckpt: Path) -> Path:
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+def run_of(ckpt: Path) -> Path:
+    from bincount.inference import run_folder
+
+    return run_folder(ckpt)
 
 
 def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Path) -> list:
     """[(image path, true count)] to evaluate on."""
     if split not in SPLITS:
         raise BincountError(f"--split {split}: use one of {', '.join(SPLITS)}")
-    run = _run_of(ckpt)
+    run = run_of(ckpt)
     if data is None:
         from bincount.evalset import split_items
 
@@ -168,11 +170,13 @@ def evaluate(
     cache: Path | None = None,
     batch_size: int = 32,
 ) -> Evaluation:
+    if batch_size < 1:
+        raise BincountError(f"--batch-size {batch_size}: use a positive number, e.g. 32")
     ckpt = checkpoint_file(model)
     module = load(ckpt)
     counts = [int(c) for c in module.counts]
     split = split or ("all" if data else "test")
-    chosen = items(ckpt, counts, data, split, cache or _run_of(ckpt) / "eval" / "cache")
+    chosen = items(ckpt, counts, data, split, cache or run_of(ckpt) / "eval" / "cache")
     paths = [p for p, _ in chosen]
     truth = [c for _, c in chosen]
     log.info(

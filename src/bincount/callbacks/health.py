@@ -137,21 +137,20 @@ class TrainingHealth(pl.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if trainer.global_step % self.every_n_steps:
             return
-        sq, ab, numel = [], [], []
-        for _, params in self._groups:
-            grads = [p.grad.detach().float() for p in params if p.grad is not None]
-            if not grads:
-                sq.append(torch.zeros((), device=pl_module.device))
-                ab.append(torch.zeros((), device=pl_module.device))
-                numel.append(1)
-                continue
-            sq.append(sum(g.pow(2).sum() for g in grads))
-            ab.append(sum(g.abs().sum() for g in grads))
-            numel.append(sum(g.numel() for g in grads))
-        values = torch.stack([torch.stack(sq), torch.stack(ab)]).cpu().tolist()
+        grads, owner, numel = [], [], [0] * len(self._groups)
+        for i, (_, params) in enumerate(self._groups):
+            for p in params:
+                if p.grad is not None:
+                    grads.append(p.grad.detach())
+                    owner.append(i)
+                    numel[i] += p.grad.numel()
+        sq = torch.zeros(len(self._groups), dtype=torch.float64)
+        if grads:  # one fused pass over all the gradients, one copy to the CPU
+            l2 = torch.stack(torch._foreach_norm(grads, 2)).double().cpu()
+            sq.index_add_(0, torch.tensor(owner), l2.pow(2))
         self._grads = {
-            name: (math.sqrt(s) if s >= 0 else math.nan, a / n)
-            for (name, _), s, a, n in zip(self._groups, values[0], values[1], numel, strict=True)
+            name: (math.sqrt(s), math.sqrt(s / max(n, 1)))  # (L2 norm, RMS)
+            for (name, _), s, n in zip(self._groups, sq.tolist(), numel, strict=True)
         }
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -25,7 +25,7 @@ class StepStats:
     step: int
     epoch: int
     loss: float
-    # layer name -> (L2 norm, mean |g|) of its gradients; layers in the model's order
+    # layer name -> (L2 norm, root mean square) of its gradients; layers in the model's order
     # (the callback empties it for old steps: the rules look at the recent ones)
     grads: dict[str, tuple[float, float]]
     total_norm: float = field(init=False)
@@ -136,7 +136,7 @@ class ExplodingGradients(Rule):
 
 @dataclass
 class VanishingGradients(Rule):
-    """Input-side layers get almost no gradient: mean |g| below `min_mean_abs`, or the first
+    """Input-side layers get almost no gradient: gradient RMS below `min_rms`, or the first
     layers' norm below `ratio` times the largest layer norm, for `patience` recorded steps."""
 
     name: ClassVar[str] = "vanishing_gradients"
@@ -144,7 +144,7 @@ class VanishingGradients(Rule):
         "the first layers hardly learn (vanishing gradients): use ReLU-type activations and "
         "normalisation layers, a residual backbone, He/Kaiming initialisation, or a higher lr"
     )
-    min_mean_abs: float = 1e-8
+    min_rms: float = 1e-8
     ratio: float = 1e-5
     first_layers: int = 3
     patience: int = 5
@@ -156,12 +156,12 @@ class VanishingGradients(Rule):
         largest = max(n for _, (n, _) in layers)
         first = layers[: self.first_layers]
         first_norm = max(n for _, (n, _) in first)
-        first_abs = max(a for _, (_, a) in first)
+        first_rms = max(r for _, (_, r) in first)
         if not (math.isfinite(largest) and largest > 0):
             return None
-        if first_abs < self.min_mean_abs or first_norm < self.ratio * largest:
+        if first_rms < self.min_rms or first_norm < self.ratio * largest:
             return {
-                "first_layers": {k: {"norm": n, "mean_abs": a} for k, (n, a) in first},
+                "first_layers": {k: {"norm": n, "rms": r} for k, (n, r) in first},
                 "largest_norm": largest,
                 "ratio": first_norm / largest,
             }

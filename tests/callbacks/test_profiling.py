@@ -43,6 +43,7 @@ def test_dataloader_workers_memory_is_counted(fit, small_cnn, tmp_path):
     p = profile(tmp_path)
     assert p["loader"]["num_workers"] == 2
     assert p["memory"]["workers_peak_rss_mb"] > 10  # two real worker processes
+    assert 0 < p["memory"]["workers_peak_pss_mb"] <= p["memory"]["workers_peak_rss_mb"]
 
 
 def test_lightning_simple_profiler_is_read_underneath(fit, small_cnn, tmp_path):

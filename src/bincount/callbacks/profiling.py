@@ -61,6 +61,17 @@ def _rss_bytes(pid: int | str = "self") -> int:
         return 0
 
 
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size: pages shared with the parent (forked workers) counted once."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return _rss_bytes(pid)
+
+
 def _cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -151,9 +162,9 @@ def advise(summary: dict) -> list[str]:
             )
         )
     total_ram = summary.get("memory", {}).get("machine_mb")
-    peak = summary.get("memory", {}).get("peak_rss_mb", 0) + summary.get("memory", {}).get(
-        "workers_peak_rss_mb", 0
-    )
+    memory = summary.get("memory", {})
+    workers = memory.get("workers_peak_pss_mb", memory.get("workers_peak_rss_mb", 0))
+    peak = memory.get("peak_rss_mb", 0) + workers
     if total_ram and peak > 0.8 * total_ram:
         out.append(
             (
@@ -186,7 +197,7 @@ class StepProfile(pl.Callback):
         self.summary: dict = {}
         self._sync = False
         self._t: dict[str, float] = {}
-        self._peak = {"main": 0, "workers": 0}
+        self._peak = {"main": 0, "workers": 0, "workers_pss": 0}
 
     def _now(self) -> float:
         if self._sync:
@@ -195,8 +206,11 @@ class StepProfile(pl.Callback):
 
     def _sample_memory(self) -> None:
         self._peak["main"] = max(self._peak["main"], _rss_bytes())
-        workers = sum(_rss_bytes(c) for c in _children(os.getpid()))
-        self._peak["workers"] = max(self._peak["workers"], workers)
+        children = _children(os.getpid())
+        self._peak["workers"] = max(self._peak["workers"], sum(_rss_bytes(c) for c in children))
+        self._peak["workers_pss"] = max(
+            self._peak["workers_pss"], sum(_pss_bytes(c) for c in children)
+        )
 
     # ---- hooks -------------------------------------------------------------------------
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -320,6 +334,9 @@ class StepProfile(pl.Callback):
             "memory": {
                 "peak_rss_mb": round(self._peak["main"] / 2**20, 1),
                 "workers_peak_rss_mb": round(self._peak["workers"] / 2**20, 1),
+                # RSS counts the pages workers share with the training process once per
+                # worker; PSS splits them: what the workers really add
+                "workers_peak_pss_mb": round(self._peak["workers_pss"] / 2**20, 1),
                 "process_lifetime_peak_rss_mb": round(_peak_rss_lifetime() / 2**20, 1),
                 "machine_mb": round(_machine_mb() or 0, 0) or None,
             },
@@ -354,13 +371,13 @@ class StepProfile(pl.Callback):
         s = self.summary
         split = " ".join(f"{p} {v['fraction']:.0%}" for p, v in s["split"].items())
         log.info(
-            "profile: step %.3fs (%s); %.1f images/s; peak RSS %.0f MB (+%.0f MB workers); "
+            "profile: step %.3fs (%s); %.1f images/s; peak RSS %.0f MB (+%.0f MB PSS workers); "
             "CPU %.0f%% of %d cores; %s",
             s["step_seconds"]["mean"] or 0,
             split,
             s["throughput"]["train_images_per_s"],
             s["memory"]["peak_rss_mb"],
-            s["memory"]["workers_peak_rss_mb"],
+            s["memory"]["workers_peak_pss_mb"],
             s["cpu"]["utilisation_pct"],
             s["cpu"]["cores"],
             path,

@@ -175,9 +175,11 @@ def _facts(run: Run) -> list[tuple[str, str]]:
         t = p.get("throughput", {})
         m = p.get("memory", {})
         facts.append(("train images/s", f"{t.get('train_images_per_s')}"))
-        facts.append(
-            ("peak RSS", f"{m.get('peak_rss_mb')} MB (+{m.get('workers_peak_rss_mb')} MB workers)")
-        )
+        if "workers_peak_pss_mb" in m:
+            workers = f"{m['workers_peak_pss_mb']} MB workers (PSS)"
+        else:
+            workers = f"{m.get('workers_peak_rss_mb')} MB workers (RSS)"
+        facts.append(("peak memory", f"{m.get('peak_rss_mb')} MB (RSS) + {workers}"))
         cpu = p.get("cpu", {})
         facts.append(("CPU", f"{cpu.get('utilisation_pct')}% of {cpu.get('cores')} cores"))
     return facts

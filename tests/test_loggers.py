@@ -7,10 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from runner import run_train
 
-from bincount.train import _instantiate_dict
+from bincount.train import _instantiate_dict, end_tracker_runs
 
 
 def log_a_run(cfg) -> list:
@@ -21,6 +21,7 @@ def log_a_run(cfg) -> list:
         lg.log_metrics({"val/acc": 0.25}, step=0)
         lg.log_metrics({"val/acc": 0.5}, step=1)
         lg.finalize("success")
+    end_tracker_runs(loggers)
     return loggers
 
 
@@ -61,6 +62,19 @@ def test_every_tracker_writes_offline(make_cfg, tmp_path, monkeypatch):
     assert params["lr"] == "0.0123" and params["model/backbone"] == "tf_efficientnet_lite0"
     assert sorted(v for _, v in metrics) == [0.25, 0.5]
     assert "bincount" in experiments
+
+
+def test_each_trial_of_a_multirun_gets_its_own_wandb_run(make_cfg, tmp_path, monkeypatch):
+    """Hydra runs a multirun's trials in one process: train() ends the W&B run of each."""
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for trial in ("0", "1"):
+        cfg = make_cfg("logger=wandb")
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "sweep" / trial)
+        log_a_run(cfg)
+    runs = [list((tmp_path / "sweep" / t / "wandb").glob("offline-run-*")) for t in ("0", "1")]
+    assert [len(r) for r in runs] == [1, 1]
+    assert runs[0][0].name.rsplit("-", 1)[1] != runs[1][0].name.rsplit("-", 1)[1]
 
 
 @pytest.mark.slow

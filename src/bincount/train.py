@@ -126,7 +126,17 @@ def train(cfg: DictConfig) -> float:
     if trainer.is_global_zero:
         atomic_write_json(out / "metrics.json", results)
         _print_summary(results, out)
+    end_tracker_runs(loggers)
     return objective
+
+
+def end_tracker_runs(loggers: list) -> None:
+    """Finish W&B runs: Lightning would otherwise log the next trial of a multirun into this
+    run (it reuses an open `wandb.run`)."""
+    for lg in loggers:
+        run = getattr(lg, "_experiment", None)
+        if type(lg).__name__ == "WandbLogger" and run is not None:
+            run.finish()
 
 
 def _print_summary(results: dict, out: Path) -> None:

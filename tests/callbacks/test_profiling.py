@@ -77,5 +77,16 @@ def test_advice_puts_the_biggest_problem_first():
     assert [a.split()[0] for a in advice] == ["validation", "the", "forward+backward"]
 
 
+def test_an_unfused_optimizer_taking_time_is_pointed_out(fit, small_cnn, tmp_path):
+    fit(small_cnn(), [StepProfile(dirpath=str(tmp_path))], epochs=1)
+    p = profile(tmp_path)
+    assert p["optimizer"] == {"name": "Adam", "fused": False}
+    summary = _summary(0.05, 0.3, 0.3, 0.35, workers=2)
+    advice = advise({**summary, "optimizer": p["optimizer"]})
+    assert advice[0].startswith("the optimizer phase is 35% of the step and Adam is not fused")
+    assert "+optimizer.fused=true" in advice[0]
+    assert "not fused" not in " ".join(advise({**summary, "optimizer": {"fused": True}}))
+
+
 def test_a_balanced_busy_run_gets_no_advice():
     assert advise(_summary(0.1, 0.25, 0.3, 0.15, workers=2)) == []

@@ -36,13 +36,20 @@ def run(args) -> int:
         f"{result['temperature']:.3f}\n"
         f"  ECE {result['ece_before']:.4f} -> {result['ece_after']:.4f}   "
         f"NLL {result['nll_before']:.4f} -> {result['nll_after']:.4f}\n"
-        f"  verdicts: mismatch if p(expected) < {t['mismatch_below']:.4f}, "
-        f"match if >= {t['match_at_least']:.4f}, unsure between\n"
+        f"  verdicts: mismatch if p(expected) < {_cut(t['mismatch_below'])}, "
+        f"match if >= {_cut(t['match_at_least'])}, unsure between\n"
         f"  on validation orders ({result['verify']['mismatch_rate']:.0%} wrong, off by one): "
         f"mismatch precision {_pct(v['mismatch_precision'])}, recall "
         f"{_pct(v['mismatch_recall'])}, unsure {_pct(v['share_unsure'])}"
     )
     return 0
+
+
+def _cut(t: float) -> str:
+    """A threshold, or why it never applies (no cut reaches its target precision)."""
+    if t <= 0.0 or t > 1.0:
+        return f"{t:.0f} (never: no threshold reaches the target precision)"
+    return f"{t:.4f}"
 
 
 def _pct(x: float | None) -> str:

@@ -105,7 +105,7 @@ def main() -> None:
             f"data.max_per_split={args.images}",
             f"paths.data_dir={tmp}/data",
             "data.num_workers=0",
-            "trainer.limit_val_batches=1",
+            "+trainer.limit_val_batches=1",
             "trainer.enable_progress_bar=false",
             "test=false",
         ]

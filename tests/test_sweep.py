@@ -103,5 +103,6 @@ def test_space_becomes_optuna_distributions(make_cfg):
     assert dists["lr"] == optuna.distributions.FloatDistribution(0.001, 0.1, log=True)
     assert dists["batch_size"].choices == (32, 64, 128, 256, 512)
     assert isinstance(sampler(space(cfg), 3), optuna.samplers.TPESampler)
+    assert sampler(space(cfg), 3, n_startup_trials=2)._n_startup_trials == 2
     grid = make_cfg("+sweep=hpo", "sweep.strategy=grid", "~sweep.params.lr")
     assert isinstance(sampler(space(grid), 3), optuna.samplers.GridSampler)

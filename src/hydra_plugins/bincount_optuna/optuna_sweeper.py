@@ -46,7 +46,8 @@ def distributions(space) -> dict[str, Any]:
     return out
 
 
-def sampler(space, seed: int | None):
+def sampler(space, seed: int | None, n_startup_trials: int | None = None):
+    """TPE for `bayesian` (random for its first `n_startup_trials`, Optuna's 10 by default)."""
     import optuna
 
     if space.strategy == "random":
@@ -54,6 +55,8 @@ def sampler(space, seed: int | None):
     if space.strategy == "grid":
         grid = {p.key: list(p.choices) for p in space.params}
         return optuna.samplers.GridSampler(grid, seed=seed)
+    if n_startup_trials is not None:
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(n_startup_trials))
     return optuna.samplers.TPESampler(seed=seed)
 
 
@@ -70,7 +73,9 @@ class BincountOptunaSweeper(Sweeper):
         seed: int | None = None,
         storage: str | None = None,
         study_name: str | None = None,
+        n_startup_trials: int | None = None,
     ) -> None:
+        self.n_startup_trials = n_startup_trials
         self.n_trials = n_trials
         self.seed = seed
         self.storage = storage
@@ -125,7 +130,7 @@ class BincountOptunaSweeper(Sweeper):
         study = optuna.create_study(
             study_name=self.study_name,
             storage=self.storage,
-            sampler=sampler(space, seed),
+            sampler=sampler(space, seed, self.n_startup_trials),
             direction=space.direction,
             load_if_exists=bool(self.storage),
         )

@@ -12,6 +12,7 @@ sweep's progress (objective per trial in launch order, and the best so far).
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from dataclasses import dataclass
@@ -185,25 +186,44 @@ def objective_vs_lr(runs: Runs) -> bytes | None:
     return _png(fig)
 
 
+def _epochs(run: Run) -> dict[int, float]:
+    """step -> epoch (1-based, at its end) from csv/metrics.csv: runs with different batch
+    sizes line up by epoch, not by step."""
+    path = run.path / "csv" / "metrics.csv"
+    out: dict[int, float] = {}
+    if path.is_file():
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                try:
+                    out[int(float(row["step"]))] = float(row["epoch"]) + 1
+                except (KeyError, TypeError, ValueError):
+                    continue
+    return out
+
+
 def learning_curves(runs: Runs, top: int = 3, base: Path | None = None) -> bytes | None:
     best = [r for r in runs.done[:top] if r.series]
     if not best:
         return None
     fig = _figure(10, 3.6)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    for r in best:
-        label = name(r, base)
-        for key, ax in (("val/loss", loss_ax), ("val/acc", acc_ax)):
-            if r.series.get(key):
-                xs, ys = zip(*r.series[key], strict=True)
-                ax.plot(xs, ys, marker="o", label=label)
-        if r.series.get("train/loss_epoch"):
-            xs, ys = zip(*r.series["train/loss_epoch"], strict=True)
-            loss_ax.plot(xs, ys, ls="--", alpha=0.6, label=f"{label} train")
-    loss_ax.set(title=f"loss of the best {len(best)} runs (dashed: train)", xlabel="step")
-    acc_ax.set(title="val/acc", xlabel="step", ylim=(0, 1))
+    for i, r in enumerate(best):
+        label, colour, epoch = name(r, base), f"C{i}", _epochs(r)
+        for key, ax, style in (
+            ("val/loss", loss_ax, dict(marker="o")),
+            ("train/loss_epoch", loss_ax, dict(ls="--", marker="x", alpha=0.7)),
+            ("val/acc", acc_ax, dict(marker="o")),
+        ):
+            points = [(epoch.get(s), v) for s, v in r.series.get(key, []) if s in epoch]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                tag = label if key != "train/loss_epoch" else f"{label} train"
+                ax.plot(xs, ys, color=colour, label=tag, **style)
+    loss_ax.set(title=f"loss of the best {len(best)} runs (dashed: train)", xlabel="epoch")
+    acc_ax.set(title="val/acc", xlabel="epoch", ylim=(0, 1))
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         if ax.lines:
             ax.legend(fontsize=8)
     return _png(fig)

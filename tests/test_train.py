@@ -12,14 +12,20 @@ from runner import run_train
 from bincount.train import train
 
 
-def test_fast_dev_run_of_the_entrypoint(tiny_source, tmp_path):
-    proc = run_train(
+def fast_dev_run(source, tmp_path, *overrides):
+    """train.py with debug=fdr on `source`, its run folder in tmp_path/run."""
+    return run_train(
+        *overrides,
         "debug=fdr",
         "experiment=smoke",
-        f"data.source={tiny_source}",
+        f"data.source={source}",
         f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
+
+
+def test_fast_dev_run_of_the_entrypoint(tiny_source, tmp_path):
+    proc = fast_dev_run(tiny_source, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["test/acc"] <= 1.0
@@ -99,15 +105,7 @@ def test_user_errors_are_clear(tmp_path, overrides, words):
 
 
 def test_random_weights_train_when_asked(tiny_source, tmp_path):
-    proc = run_train(
-        "model=resnet18",
-        "model.pretrained=false",
-        "debug=fdr",
-        "experiment=smoke",
-        f"data.source={tiny_source}",
-        f"paths.data_dir={tmp_path / 'data'}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
+    proc = fast_dev_run(tiny_source, tmp_path, "model=resnet18", "model.pretrained=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "random weights" in proc.stderr + proc.stdout
     assert Path(tmp_path / "run" / "metrics.json").exists()

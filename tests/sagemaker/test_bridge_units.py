@@ -129,11 +129,18 @@ def test_a_channel_of_the_public_bucket_uses_the_seeds_file_list(tmp_path):
     assert file_list("/abs/list.json", tmp_path) == "/abs/list.json"
 
 
-def test_every_host_writes_its_own_checkpoints(tmp_path):
+def test_every_host_writes_its_own_checkpoints(tmp_path, monkeypatch):
     from lightning_fabric.plugins.environments import LightningEnvironment
+    from lightning_fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero
+    from lightning_utilities.core.rank_zero import rank_zero_only
     from pytorch_lightning.strategies import DDPStrategy
 
     from bincount.sagemaker.multihost import MultiHostDDP
+
+    # set_global_rank() sets Lightning's process-wide rank: put it back afterwards, or every
+    # later test in this process would see rank 1 and its loggers would write nothing.
+    for fn in {id(f): f for f in (rank_zero_only, fabric_rank_zero)}.values():
+        monkeypatch.setattr(fn, "rank", getattr(fn, "rank", 0))
 
     def second_host_saves(strategy_class) -> bool:
         env = LightningEnvironment()  # the first process of the second host: global rank 1

@@ -14,12 +14,23 @@ from bincount.models import backbones
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
-def test_offline_weights_recognise_a_cat():
+# timm name -> (native resolution, tensors in the shipped state dict)
+OFFLINE = {
+    "tf_efficientnet_lite0": (224, 296),
+    "tf_efficientnet_lite1": (240, 386),
+    "tf_efficientnet_lite2": (260, 386),
+}
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_offline_weights_recognise_a_cat(name):
     skimage_data = pytest.importorskip("skimage.data")
-    model = backbones.imagenet_model("tf_efficientnet_lite0")
+    model = backbones.imagenet_model(name)
+    size = OFFLINE[name][0]
+    assert model.pretrained_cfg["input_size"] == (3, size, size)
     mean, std = backbones.normalization(model)
     assert mean == std == [0.5, 0.5, 0.5]
-    tf = transforms.build(transforms.preprocess_spec(224, mean, std))
+    tf = transforms.build(transforms.preprocess_spec(size, mean, std))
     x = tf(Image.fromarray(skimage_data.chelsea())).unsqueeze(0)
     with torch.no_grad():
         top = model(x).softmax(1)[0].topk(3)
@@ -27,18 +38,28 @@ def test_offline_weights_recognise_a_cat():
     assert top.values[0].item() > 0.3
 
 
-def test_every_tensor_maps_in_order():
-    source = backbones.OFFLINE_WEIGHTS["tf_efficientnet_lite0"]()
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+@pytest.mark.parametrize("name", OFFLINE)
+def test_every_tensor_maps_in_order(name):
+    source = backbones.OFFLINE_WEIGHTS[name]()
+    model = timm.create_model(name, pretrained=False)
     mapped = backbones.map_in_order(source, model)
-    assert len(mapped) == len(source) == 296
+    assert len(mapped) == len(source) == OFFLINE[name][1]
     for (_, a), (_, b) in zip(source.items(), mapped.items(), strict=True):
         assert a is b
 
 
-def test_fine_tuning_backbone_starts_from_the_pretrained_body():
-    pretrained = backbones.create_backbone("tf_efficientnet_lite0", 5, pretrained=True)
-    imagenet = backbones.imagenet_model("tf_efficientnet_lite0")
+def test_weights_of_another_width_are_refused():
+    # Lite1 and Lite2 have the same 386 tensors; only the shapes tell them apart.
+    source = backbones.OFFLINE_WEIGHTS["tf_efficientnet_lite2"]()
+    model = timm.create_model("tf_efficientnet_lite1", pretrained=False)
+    with pytest.raises(BincountError, match="does not fit"):
+        backbones.map_in_order(source, model)
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_fine_tuning_backbone_starts_from_the_pretrained_body(name):
+    pretrained = backbones.create_backbone(name, 5, pretrained=True)
+    imagenet = backbones.imagenet_model(name)
     assert torch.equal(pretrained.conv_stem.weight, imagenet.conv_stem.weight)
     assert pretrained.get_classifier().out_features == 5
 

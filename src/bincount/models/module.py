@@ -9,7 +9,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from bincount.models import backbones
+from bincount.errors import BincountError
+from bincount.models import backbones, heads
 from bincount.models.metrics import CountMetrics
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ class CountModule(pl.LightningModule):
         backbone_lr_mult: float = 1.0,
         label_smoothing: float = 0.0,
         channels_last: bool = True,
+        head: str = "classify",
+        tta: bool = False,
+        layer_decay: float | None = None,
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
     ):
@@ -36,8 +40,13 @@ class CountModule(pl.LightningModule):
         self.counts = [int(c) for c in counts]
         # A plain list, not Hydra's ListConfig: checkpoints then load with weights_only=True.
         self.hparams["counts"] = self.counts
+        self.head = heads.build(head, self.counts)
         self.net = backbones.create_backbone(
-            backbone, len(self.counts), pretrained=pretrained, weights=weights, drop_rate=drop_rate
+            backbone,
+            self.head.n_outputs,
+            pretrained=pretrained,
+            weights=weights,
+            drop_rate=drop_rate,
         )
         mean, std = backbones.normalization(self.net)
         # Everything inference needs to preprocess like training; saved in every checkpoint.
@@ -50,7 +59,6 @@ class CountModule(pl.LightningModule):
         }
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.metrics = nn.ModuleDict(
             {stage: CountMetrics(self.counts) for stage in ("val", "test")}
         )
@@ -66,25 +74,36 @@ class CountModule(pl.LightningModule):
         return self.hparams["preprocess"]
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return list(self.net.get_classifier().parameters())
+        return list(self.net.get_classifier().parameters()) + list(self.head.parameters())
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         head = {id(p) for p in self.head_parameters()}
         return [p for p in self.net.parameters() if id(p) not in head]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-count scores whose softmax is the probability of each count (every head)."""
+        if self.training or not self.hparams.get("tta"):
+            return self.head(self.raw(x))
+        # Test-time augmentation: the four flips of each image (flips never change the count),
+        # their probabilities averaged. One batch of 4n images, so one pass through the net.
+        n = x.shape[0]
+        views = torch.cat([x, x.flip(3), x.flip(2), x.flip(2, 3)])
+        probs = self.head(self.raw(views)).softmax(1).view(4, n, -1).mean(0)
+        return probs.clamp_min(1e-7).log()
 
     def predict_counts(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.tensor(self.counts, device=logits.device)[logits.argmax(1)]
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        logits = self(x)
-        loss = self.criterion(logits, y)
-        acc = (logits.argmax(1) == y).float().mean()
+        raw = self.raw(x)
+        loss = self.head.loss(raw, y, self.hparams.label_smoothing)
+        acc = (self.head(raw).argmax(1) == y).float().mean()
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
@@ -92,7 +111,9 @@ class CountModule(pl.LightningModule):
     def _eval_step(self, stage: str, batch) -> None:
         x, y = batch
         logits = self(x)
-        self.log(f"{stage}/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True)
+        # The same loss for every head: the negative log-likelihood of the true count.
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)
         self.metrics[stage].update(logits.argmax(1), y)
 
     def _eval_end(self, stage: str) -> None:
@@ -125,11 +146,13 @@ class CountModule(pl.LightningModule):
         base_lr = self.optimizer_factory.keywords.get("lr", 1e-3)
         head = [p for p in self.head_parameters() if p.requires_grad]
         groups = [{"name": "head", "params": head, "lr": base_lr}]
-        body = [p for p in self.backbone_parameters() if p.requires_grad]
-        if body:
-            groups.append(
-                {"name": "backbone", "params": body, "lr": base_lr * self.hparams.backbone_lr_mult}
-            )
+        body_lr = base_lr * self.hparams.backbone_lr_mult
+        if self.hparams.get("layer_decay"):
+            groups += self._layer_decay_groups(body_lr)
+        else:
+            body = [p for p in self.backbone_parameters() if p.requires_grad]
+            if body:
+                groups.append({"name": "backbone", "params": body, "lr": body_lr})
         optimizer = self.optimizer_factory(groups)
         if not callable(self.scheduler_factory):  # scheduler=none
             return optimizer
@@ -139,3 +162,29 @@ class CountModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def _layer_decay_groups(self, body_lr: float) -> list[dict]:
+        """Backbone groups whose lr shrinks by `layer_decay` per block from the top down."""
+        from timm.optim._param_groups import param_groups_layer_decay
+
+        decay = float(self.hparams.layer_decay)
+        if not 0 < decay <= 1:
+            raise BincountError(f"model.layer_decay={decay} must be in (0, 1]: e.g. 0.8")
+        head = {id(p) for p in self.head_parameters()}
+        weight_decay = self.optimizer_factory.keywords.get("weight_decay", 0.0)
+        groups = []
+        for i, g in enumerate(
+            param_groups_layer_decay(self.net, weight_decay=weight_decay, layer_decay=decay)
+        ):
+            params = [p for p in g["params"] if p.requires_grad and id(p) not in head]
+            if params:
+                lr = body_lr * g["lr_scale"]
+                groups.append(
+                    {
+                        "name": f"backbone{i}",
+                        "params": params,
+                        "lr": lr,
+                        "weight_decay": g["weight_decay"],
+                    }
+                )
+        return groups

@@ -1,0 +1,90 @@
+"""Heads: every one gives a distribution over the counts; ordinal keeps them ordered; TTA is
+flip-invariant; layer decay lowers the lr block by block."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from bincount.errors import BincountError
+from bincount.models import heads
+from bincount.models.module import CountModule
+
+COUNTS = [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("kind", heads.KINDS)
+def test_every_head_gives_a_distribution_and_a_gradient(kind):
+    head = heads.build(kind, COUNTS)
+    raw = torch.randn(6, head.n_outputs, requires_grad=True)
+    probs = head(raw).softmax(1)
+    assert probs.shape == (6, 5)
+    assert torch.allclose(probs.sum(1), torch.ones(6), atol=1e-5)
+    y = torch.tensor([0, 1, 2, 3, 4, 2])
+    head.loss(raw, y, smoothing=0.1).backward()
+    assert raw.grad.abs().sum() > 0
+
+
+def test_ordinal_scores_move_the_count_in_order():
+    head = heads.OrdinalHead(COUNTS)
+    with torch.no_grad():
+        head.gaps.copy_(torch.tensor([-3.0, 2.0, 0.1]))  # any values: thresholds still increase
+    t = head.thresholds()
+    assert (t[1:] > t[:-1]).all()
+    raw = torch.linspace(-8, 8, 50).view(-1, 1)
+    best = head(raw).argmax(1)
+    assert best[0] == 0 and best[-1] == 4
+    assert (best[1:] >= best[:-1]).all()  # a higher score never means fewer objects
+
+
+def test_regress_head_picks_the_nearest_count():
+    head = heads.RegressHead(COUNTS)
+    raw = torch.tensor([[1.2], [2.6], [-3.0], [9.0]]) - head.center
+    assert head(raw).argmax(1).tolist() == [0, 2, 0, 4]
+
+
+def test_unknown_head_is_named():
+    with pytest.raises(BincountError, match=r"head='boxes'.*classify, ordinal, regress"):
+        heads.build("boxes", COUNTS)
+
+
+@functools.cache
+def small(**kw) -> CountModule:
+    torch.manual_seed(0)
+    return CountModule("tf_efficientnet_lite0", COUNTS, pretrained=False, **kw).eval()
+
+
+@pytest.mark.parametrize("kind", heads.KINDS)
+def test_tta_averages_the_four_flips(kind):
+    module = small(head=kind, tta=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = module(x)
+        flipped = module(x.flip(2))
+        module.hparams.tta = False
+        plain = module(x)
+        module.hparams.tta = True
+    assert torch.allclose(out.softmax(1).sum(1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(out, flipped, atol=1e-4)  # same four views, same answer
+    assert not torch.allclose(out, plain, atol=1e-4)
+
+
+def test_layer_decay_lowers_the_lr_down_the_backbone():
+    module = small(layer_decay=0.8)
+    module.optimizer_factory = functools.partial(torch.optim.AdamW, lr=0.01, weight_decay=0.05)
+    module.scheduler_factory = None
+    groups = module.configure_optimizers().param_groups
+    assert groups[0]["name"] == "head" and groups[0]["lr"] == 0.01
+    lrs = [g["lr"] for g in groups[1:]]
+    assert max(lrs) <= 0.01 and min(lrs) < 0.01 * 0.8**10
+    n = sum(len(g["params"]) for g in groups)
+    assert n == len([p for p in module.parameters() if p.requires_grad])
+
+
+def test_layer_decay_out_of_range_is_named():
+    module = small(layer_decay=1.5)
+    module.optimizer_factory = functools.partial(torch.optim.AdamW, lr=0.01)
+    with pytest.raises(BincountError, match=r"layer_decay=1\.5"):
+        module.configure_optimizers()

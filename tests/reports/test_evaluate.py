@@ -61,6 +61,14 @@ def test_test_split_figures_match_hand_and_training(run, tmp_path):
     assert (tmp_path / "out" / "confusion.png").read_bytes().startswith(PNG)
 
 
+def test_tta_override_averages_flips(run):
+    plain = evaluate(run, split="test", tta=False)
+    flips = evaluate(run, split="test", tta=True)
+    assert flips.paths == plain.paths and flips.truth == plain.truth
+    assert flips.confidence != plain.confidence  # four views averaged, not the one
+    assert all(0.2 <= c <= 1.0 for c in flips.confidence)
+
+
 def test_cli_on_a_bucket_folder(run, tiny_source, capsys):
     out = run / "eval" / "tiny"
     assert (

@@ -9,6 +9,7 @@ from pathlib import Path
 EXAMPLES = """examples:
   bincount evaluate outputs/<run>                                  # the run's test split
   bincount evaluate outputs/<run>/checkpoints/best.ckpt --split val
+  bincount evaluate outputs/<run> --split val --tta on             # with flip averaging
   bincount evaluate outputs/<run> --data ../shared/abid            # every image of a source
   bincount evaluate outputs/<run> --data ../shared/abid --split test -o /tmp/eval
 
@@ -21,7 +22,10 @@ predictions.csv and confusion.png to <run>/eval/<data>-<split> unless -o is give
 def _evaluate(args) -> int:
     from bincount.reports import evaluate
 
-    ev = evaluate.evaluate(args.model, data=args.data, split=args.split, batch_size=args.batch_size)
+    tta = {"on": True, "off": False}.get(args.tta)
+    ev = evaluate.evaluate(
+        args.model, data=args.data, split=args.split, batch_size=args.batch_size, tta=tta
+    )
     tag = f"{Path(args.data).name if args.data else 'run'}-{ev.split}"
     out = Path(args.output) if args.output else evaluate.run_of(ev.checkpoint) / "eval" / tag
     evaluate.write(ev, out)
@@ -46,5 +50,10 @@ def register(subparsers) -> None:
         help="which split (default: test of the run's data; all of --data)",
     )
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--tta",
+        choices=["on", "off"],
+        help="average the four flips of each image (default: as the model was trained)",
+    )
     p.add_argument("-o", "--output", help="folder for the results")
     p.set_defaults(func=_evaluate)

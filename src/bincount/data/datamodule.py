@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from bincount.data import manifest, sources, transforms
+from bincount.data import manifest, resized, sources, transforms
 from bincount.errors import BincountError
 
 log = logging.getLogger(__name__)
@@ -20,8 +20,16 @@ log = logging.getLogger(__name__)
 class BinImages(Dataset):
     """(image tensor, class index) for manifest rows; class = index of the count in `counts`."""
 
-    def __init__(self, folder: Path, rows: list[manifest.Row], counts: list[int], transform):
+    def __init__(
+        self,
+        folder: Path,
+        rows: list[manifest.Row],
+        counts: list[int],
+        transform,
+        cache: resized.ResizedImages | None = None,
+    ):
         self.folder = folder
+        self.cache = cache
         self.ids = [r.id for r in rows]
         index = {c: i for i, c in enumerate(counts)}
         self.targets = [index[r.count] for r in rows]
@@ -32,7 +40,10 @@ class BinImages(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int):
-        im = transforms.open_rgb(sources.image_path(self.folder, self.ids[i]), self.size)
+        if self.cache is not None:  # already letterboxed: the transform's Letterbox is a no-op
+            im = self.cache.image(self.ids[i])
+        else:
+            im = transforms.open_rgb(sources.image_path(self.folder, self.ids[i]), self.size)
         return self.transform(im), self.targets[i]
 
 
@@ -52,6 +63,7 @@ class BinDataModule(pl.LightningDataModule):
         max_per_split: int | None = None,
         mean: list[float] = transforms.IMAGENET_MEAN,
         std: list[float] = transforms.IMAGENET_STD,
+        resized_cache: bool = False,
     ):
         super().__init__()
         self.source = str(source)
@@ -69,6 +81,8 @@ class BinDataModule(pl.LightningDataModule):
         self.jitter = jitter
         self.max_per_split = max_per_split
         self.preprocess = transforms.preprocess_spec(image_size, mean, std)
+        self.resized_cache = bool(resized_cache)
+        self.cache: resized.ResizedImages | None = None
         self.folder: Path | None = None
         self.rows: list[manifest.Row] = []
         self.manifest_path: Path | None = None
@@ -89,6 +103,13 @@ class BinDataModule(pl.LightningDataModule):
             folder, self.cache_dir, self.counts, self.split, self.seed, file_list
         )
         self.folder = folder
+        if self.resized_cache:
+            ids = [r.id for r in self.rows]
+            size = self.preprocess["image_size"]
+            path = resized.ensure(
+                folder, ids, size, transforms.letterbox_fill(self.preprocess), self.cache_dir
+            )
+            self.cache = resized.ResizedImages(path)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -100,7 +121,7 @@ class BinDataModule(pl.LightningDataModule):
             if self.max_per_split and len(rows) > self.max_per_split:
                 rows = random.Random(self.seed).sample(rows, self.max_per_split)
             tf = transforms.build(self.preprocess, train=split == "train", jitter=self.jitter)
-            self.datasets[split] = BinImages(self.folder, rows, self.counts, tf)
+            self.datasets[split] = BinImages(self.folder, rows, self.counts, tf, self.cache)
         sizes = {s: len(d) for s, d in self.datasets.items()}
         if not sizes["train"]:
             raise BincountError(f"the train split is empty ({sizes}): use more data")

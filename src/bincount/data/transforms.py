@@ -59,11 +59,15 @@ def preprocess_spec(image_size: int, mean, std) -> dict:
     }
 
 
+def letterbox_fill(preprocess: dict) -> tuple[int, int, int]:
+    """The padding colour: the mean, so pads become ~0 after normalisation."""
+    return tuple(round(255 * m) for m in preprocess["mean"])
+
+
 def build(preprocess: dict, train: bool = False, jitter: float = 0.2) -> v2.Compose:
     """The transform from a PIL image to a normalised float tensor (C, H, W)."""
     mean, std = preprocess["mean"], preprocess["std"]
-    fill = tuple(round(255 * m) for m in mean)  # pads become ~0 after normalisation
-    steps: list = [Letterbox(preprocess["image_size"], fill)]
+    steps: list = [Letterbox(preprocess["image_size"], letterbox_fill(preprocess))]
     if train:
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
         if jitter:

@@ -68,6 +68,10 @@ def _trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
 
 
 def train(cfg: DictConfig) -> float:
+    if cfg.get("head_only"):  # frozen backbone: cached features, only the head trains
+        from bincount.head_training import run
+
+        return run(cfg)
     started = time.monotonic()
     _quiet_lightning()
     out = Path(cfg.paths.output_dir)

@@ -1,0 +1,210 @@
+"""Head-only training on cached frozen-backbone features: a sweep trial in seconds.
+
+`python train.py experiment=head_sweep [lr=... batch_size=...]` (or `-m` over a grid or
+`+sweep=hpo hydra/sweeper=optuna`) comes here instead of the Lightning loop: the backbone is
+frozen, so its features are computed once (`bincount.features`, cached for every later trial)
+and only the head (the classifier and the count head) trains, with the run's optimizer,
+scheduler, label smoothing, dropout, epochs, batch size and seed. Each epoch is validated and
+the best epoch by `val/acc` is kept, like the Lightning run's best checkpoint.
+
+The run folder is the same as `train()`'s: config.yaml, metrics.json (objective, val, test,
+confusion), csv/metrics.csv and checkpoints/best.ckpt, a full CountModule checkpoint (frozen
+backbone + trained head) that `bincount evaluate|serve|export` read like any other. What is
+not the same: no augmentation (features are of the evaluation transform) and no TTA.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bincount import features
+from bincount.errors import BincountError
+from bincount.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bincount.models.metrics import CountMetrics
+
+log = logging.getLogger("bincount")
+
+
+def _logits(module, x: torch.Tensor) -> torch.Tensor:
+    return module.head(module.net.get_classifier()(x))
+
+
+def evaluate(module, split: dict) -> tuple[dict[str, float], list[list[int]]]:
+    metrics = CountMetrics(module.counts)
+    with torch.no_grad():
+        logits = _logits(module, split["x"])
+        loss = torch.nn.functional.cross_entropy(logits.float(), split["y"]).item()
+    metrics.update(logits.argmax(1), split["y"])
+    return {"loss": loss, **metrics.compute()}, metrics.confusion_matrix()
+
+
+def train_head(
+    module,
+    splits: dict,
+    epochs: int,
+    batch_size: int,
+    seed: int = 42,
+    drop_rate: float = 0.0,
+) -> tuple[dict, list[dict]]:
+    """Train module's head on `splits["train"]`; keeps the best epoch by val accuracy.
+    Returns (the best epoch's val metrics, one dict of figures per epoch)."""
+    train = splits["train"]
+    n = len(train["y"])
+    if n == 0:
+        raise BincountError("the train split is empty: use more data")
+    if batch_size < 1:
+        raise BincountError(f"batch_size={batch_size} must be at least 1")
+    module.train()
+    params = [p for p in module.head_parameters() if p.requires_grad]
+    factory = module.optimizer_factory
+    base_lr = factory.keywords.get("lr", 1e-3)
+    opt = factory([{"name": "head", "params": params, "lr": base_lr}])
+    steps_per_epoch = n // batch_size if n > batch_size else 1  # drop_last, as the loader does
+    scheduler = None
+    if callable(module.scheduler_factory):
+        scheduler = module.scheduler_factory(opt, total_steps=max(epochs * steps_per_epoch, 1))
+    generator = torch.Generator().manual_seed(seed)
+    smoothing = float(module.hparams.get("label_smoothing", 0.0))
+    classifier = module.net.get_classifier()
+    best, best_state, history = None, None, []
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        losses = []
+        for b in range(steps_per_epoch):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            x = torch.nn.functional.dropout(train["x"][idx], drop_rate, training=True)
+            loss = module.head.loss(classifier(x), train["y"][idx], smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(loss.item())
+        val, _ = evaluate(module, splits["val"]) if len(splits["val"]["y"]) else ({}, None)
+        history.append(
+            {
+                "epoch": epoch,
+                "train/loss": sum(losses) / len(losses),
+                **{f"val/{k}": v for k, v in val.items()},
+            }
+        )
+        if best is None or val.get("acc", 0.0) > best.get("acc", 0.0):
+            best = val
+            best_state = copy.deepcopy(
+                {
+                    k: v
+                    for k, v in module.state_dict().items()
+                    if "net." not in k or "classifier" in k
+                }
+            )
+    module.load_state_dict(best_state, strict=False)
+    module.eval()
+    return best or {}, history
+
+
+def save_checkpoint(module, path: Path) -> Path:
+    """A Lightning checkpoint of `module` (no Trainer state), loadable by `load_from_checkpoint`."""
+    quiet = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # "GPU available: False ..." says nothing here
+    try:
+        trainer = pl.Trainer(
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            devices=1,
+        )
+    finally:
+        quiet.setLevel(level)
+    trainer.strategy.connect(module)
+    buf = io.BytesIO()
+    torch.save(trainer._checkpoint_connector.dump_checkpoint(weights_only=True), buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def run(cfg: DictConfig) -> float:
+    """`train()` for `head_only=true`: same config, same run folder, returns the objective."""
+    from bincount.train import instantiate
+
+    started = time.monotonic()
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    metric = cfg.optimized_metric
+    if not metric.startswith("val/"):
+        raise BincountError(f"optimized_metric={metric}: head-only runs optimize a val/ metric")
+    pl.seed_everything(cfg.seed, workers=True)
+    module = instantiate(cfg.model, freeze_backbone=True)
+    pre = module.preprocess
+    datamodule = instantiate(cfg.data, mean=pre["mean"], std=pre["std"])
+    datamodule.prepare_data()
+    splits, info = features.load_or_extract(module, datamodule, cfg.data.cache_dir)
+    fit_start = time.monotonic()
+    val, history = train_head(
+        module,
+        splits,
+        epochs=int(cfg.trainer.max_epochs),
+        batch_size=int(cfg.batch_size),
+        seed=int(cfg.seed),
+        drop_rate=float(cfg.model.get("drop_rate", 0.0)),
+    )
+    head_seconds = time.monotonic() - fit_start
+    name = metric.removeprefix("val/")
+    if name not in val:
+        raise BincountError(
+            f"optimized_metric={metric} is not computed; pick one of val/{sorted(val)}"
+        )
+    best = out / "checkpoints" / "best.ckpt"
+    save_checkpoint(module, best)
+    results = {
+        "objective": {"name": metric, "value": float(val[name])},
+        "best_checkpoint": str(best),
+        "counts": list(module.counts),
+        "val": {f"val/{k}": float(v) for k, v in val.items()},
+        "fit_seconds": round(time.monotonic() - started, 1),
+        "epochs": int(cfg.trainer.max_epochs),
+        "head_only": {
+            "features": info["path"],
+            "features_built": info["built"],
+            "extract_seconds": info["extract_seconds"],
+            "head_seconds": round(head_seconds, 2),
+        },
+    }
+    if cfg.get("test", True) and len(splits["test"]["y"]):
+        test, confusion = evaluate(module, splits["test"])
+        results["test"] = {f"test/{k}": float(v) for k, v in test.items()}
+        results["test_confusion"] = confusion
+    results["seconds"] = round(time.monotonic() - started, 1)
+    _write_history(out / "csv" / "metrics.csv", history)
+    atomic_write_json(out / "metrics.json", results)
+    test = results.get("test", {})
+    print(
+        f"run: {out}\n{metric} = {val[name]:.4f}"
+        + (f"  test/acc={test['test/acc']:.4f}" if test else "")
+        + f"\nhead-only: {results['epochs']} epochs in {head_seconds:.1f}s on cached features "
+        f"({'extracted' if info['built'] else 'read'}: {info['path']})",
+        flush=True,
+    )
+    return float(val[name])
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    """csv/metrics.csv with an epoch and step per row, as Lightning's CSV logger writes it."""
+    keys = ["epoch", "step", *sorted({k for h in history for k in h} - {"epoch"})]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, keys, lineterminator="\n")
+    writer.writeheader()
+    for h in history:
+        writer.writerow({"step": h["epoch"], **h})
+    atomic_write_text(path, buf.getvalue())

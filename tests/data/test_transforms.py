@@ -34,3 +34,22 @@ def test_draft_decoding_keeps_at_least_the_requested_size(abid):
     full = Image.open(path).size
     small = transforms.open_rgb(path, 64).size
     assert max(small) >= 64 and max(small) <= max(full)
+
+
+def test_rotate_adds_quarter_turns_to_the_flips():
+    pre = transforms.preprocess_spec(32, (0.5,) * 3, (0.5,) * 3)
+    im = Image.new("RGB", (32, 32))
+    im.putpixel((1, 0), (255, 255, 255))  # off the diagonal: each symmetry puts it elsewhere
+
+    def places(rotate: bool) -> set:
+        tf = transforms.build(pre, train=True, jitter=0.0, rotate=rotate)
+        torch.manual_seed(0)
+        seen = set()
+        for _ in range(96):
+            white = tf(im)[0] > 0.9
+            assert int(white.sum()) == 1  # moved, never resampled or cropped
+            seen.add(tuple(white.nonzero()[0].tolist()))
+        return seen
+
+    assert len(places(rotate=False)) == 4  # the flips
+    assert len(places(rotate=True)) == 8  # all eight symmetries of the square

@@ -56,19 +56,29 @@ def small(**kw) -> CountModule:
     return CountModule("tf_efficientnet_lite0", COUNTS, pretrained=False, **kw).eval()
 
 
-@pytest.mark.parametrize("kind", heads.KINDS)
-def test_tta_averages_the_four_flips(kind):
-    module = small(head=kind, tta=True)
+@pytest.mark.parametrize(
+    ("kind", "tta"), [(k, "flips") for k in heads.KINDS] + [("ordinal", "dihedral")]
+)
+def test_tta_averages_the_symmetries(kind, tta):
+    module = small(head=kind, tta=tta)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         out = module(x)
         flipped = module(x.flip(2))
+        turned = module(x.rot90(1, (2, 3)))
         module.hparams.tta = False
         plain = module(x)
-        module.hparams.tta = True
+        module.hparams.tta = tta
     assert torch.allclose(out.softmax(1).sum(1), torch.ones(2), atol=1e-5)
-    assert torch.allclose(out, flipped, atol=1e-4)  # same four views, same answer
+    assert torch.allclose(out, flipped, atol=1e-4)  # the same views, the same answer
+    assert torch.allclose(out, turned, atol=1e-4) == (tta == "dihedral")
     assert not torch.allclose(out, plain, atol=1e-4)
+
+
+def test_unknown_tta_is_named():
+    module = small(tta="sideways")
+    with pytest.raises(BincountError, match=r"model\.tta='sideways'"):
+        module(torch.randn(1, 3, 32, 32))
 
 
 def test_layer_decay_lowers_the_lr_down_the_backbone():

@@ -22,7 +22,7 @@ predictions.csv and confusion.png to <run>/eval/<data>-<split> unless -o is give
 def _evaluate(args) -> int:
     from bincount.reports import evaluate
 
-    tta = {"on": True, "off": False}.get(args.tta)
+    tta = {"on": "flips", "off": False}.get(args.tta, args.tta)
     ev = evaluate.evaluate(
         args.model, data=args.data, split=args.split, batch_size=args.batch_size, tta=tta
     )
@@ -52,8 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--tta",
-        choices=["on", "off"],
-        help="average the four flips of each image (default: as the model was trained)",
+        choices=["on", "off", "flips", "dihedral"],
+        help="average the 4 flips (on, flips) or the 8 symmetries (dihedral) of each image "
+        "(default: as the model was trained)",
     )
     p.add_argument("-o", "--output", help="folder for the results")
     p.set_defaults(func=_evaluate)

@@ -60,6 +60,7 @@ class BinDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         num_workers: int | None = None,
         jitter: float = 0.2,
+        rotate: bool = False,
         max_per_split: int | None = None,
         mean: list[float] = transforms.IMAGENET_MEAN,
         std: list[float] = transforms.IMAGENET_STD,
@@ -79,6 +80,7 @@ class BinDataModule(pl.LightningDataModule):
             raise BincountError(f"batch_size={batch_size} must be at least 1")
         self.num_workers = min(2, os.cpu_count() or 1) if num_workers is None else int(num_workers)
         self.jitter = jitter
+        self.rotate = bool(rotate)
         self.max_per_split = max_per_split
         self.preprocess = transforms.preprocess_spec(image_size, mean, std)
         self.resized_cache = bool(resized_cache)
@@ -120,7 +122,9 @@ class BinDataModule(pl.LightningDataModule):
             rows = [r for r in self.rows if r.split == split]
             if self.max_per_split and len(rows) > self.max_per_split:
                 rows = random.Random(self.seed).sample(rows, self.max_per_split)
-            tf = transforms.build(self.preprocess, train=split == "train", jitter=self.jitter)
+            tf = transforms.build(
+                self.preprocess, train=split == "train", jitter=self.jitter, rotate=self.rotate
+            )
             self.datasets[split] = BinImages(self.folder, rows, self.counts, tf, self.cache)
         sizes = {s: len(d) for s, d in self.datasets.items()}
         if not sizes["train"]:

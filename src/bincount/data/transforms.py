@@ -64,12 +64,35 @@ def letterbox_fill(preprocess: dict) -> tuple[int, int, int]:
     return tuple(round(255 * m) for m in preprocess["mean"])
 
 
-def build(preprocess: dict, train: bool = False, jitter: float = 0.2) -> v2.Compose:
+class RandomRot90:
+    """Rotate by 0, 90, 180 or 270 degrees at random: a bin seen from above holds as many
+    objects whichever way round the photo is (with the flips: all eight symmetries of a square)."""
+
+    TURNS = (
+        None,
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_180,
+        Image.Transpose.ROTATE_270,
+    )
+
+    def __call__(self, im: Image.Image) -> Image.Image:
+        turn = self.TURNS[int(torch.randint(4, ()))]
+        return im if turn is None else im.transpose(turn)
+
+    def __repr__(self) -> str:
+        return "RandomRot90()"
+
+
+def build(
+    preprocess: dict, train: bool = False, jitter: float = 0.2, rotate: bool = False
+) -> v2.Compose:
     """The transform from a PIL image to a normalised float tensor (C, H, W)."""
     mean, std = preprocess["mean"], preprocess["std"]
     steps: list = [Letterbox(preprocess["image_size"], letterbox_fill(preprocess))]
     if train:
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+        if rotate:
+            steps.append(RandomRot90())
         if jitter:
             steps.append(v2.ColorJitter(jitter, jitter, jitter, min(jitter / 4, 0.05)))
     steps += [

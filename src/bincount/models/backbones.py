@@ -169,23 +169,35 @@ def create_backbone(
     pretrained: bool = True,
     weights: str | None = None,
     drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
 ) -> nn.Module:
-    """A timm model with a fresh `num_classes` head on pretrained (or, if asked, random) weights."""
+    """A timm model with a fresh `num_classes` head on pretrained (or, if asked, random) weights.
+
+    `drop_path_rate`: stochastic depth (residual blocks skipped at random in training), for
+    models whose timm class takes it (a clear error names the ones that do not)."""
     if name not in timm.list_models():
         raise BincountError(
             f"unknown backbone {name!r}{suggest(name)}: set model.backbone to a timm model name "
             "or pick a config: model=efficientnet_lite0|efficientnet_lite1|efficientnet_lite2|"
             "resnet18|resnet50|mobilenetv3_small_100"
         )
+    kw = {"drop_rate": drop_rate}
+    if drop_path_rate:
+        kw["drop_path_rate"] = drop_path_rate
     use_hub = pretrained and weights is None and name not in OFFLINE_WEIGHTS
     if use_hub:
         _check_timm_weights(name)
         try:
-            model = timm.create_model(name, pretrained=True, drop_rate=drop_rate)
+            model = timm.create_model(name, pretrained=True, **kw)
         except Exception as e:
             raise _no_weights(name, f"the download failed ({type(e).__name__}: {e})") from None
     else:
-        model = timm.create_model(name, pretrained=False, drop_rate=drop_rate)
+        try:
+            model = timm.create_model(name, pretrained=False, **kw)
+        except TypeError as e:
+            raise BincountError(
+                f"backbone {name} does not take model.drop_path_rate ({e}): set it to 0"
+            ) from None
         if weights is not None:
             state = _load_file(weights, model)
         elif pretrained:

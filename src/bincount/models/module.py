@@ -15,6 +15,9 @@ from bincount.models.metrics import CountMetrics
 
 log = logging.getLogger(__name__)
 
+# model.tta -> how many views of each image are averaged at evaluation and inference.
+TTA_VIEWS = {False: 1, "none": 1, True: 4, "flips": 4, "dihedral": 8}
+
 
 class CountModule(pl.LightningModule):
     def __init__(
@@ -25,12 +28,13 @@ class CountModule(pl.LightningModule):
         pretrained: bool = True,
         weights: str | None = None,
         drop_rate: float = 0.2,
+        drop_path_rate: float = 0.0,
         freeze_backbone: bool = False,
         backbone_lr_mult: float = 1.0,
         label_smoothing: float = 0.0,
         channels_last: bool = True,
         head: str = "classify",
-        tta: bool = False,
+        tta: bool | str = False,
         layer_decay: float | None = None,
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
@@ -87,13 +91,21 @@ class CountModule(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-count scores whose softmax is the probability of each count (every head)."""
-        if self.training or not self.hparams.get("tta"):
+        views = TTA_VIEWS.get(self.hparams.get("tta") or False)
+        if views is None:
+            raise BincountError(
+                f"model.tta={self.hparams.tta!r}: use false, flips (or true) or dihedral"
+            )
+        if self.training or views == 1:
             return self.head(self.raw(x))
-        # Test-time augmentation: the four flips of each image (flips never change the count),
-        # their probabilities averaged. One batch of 4n images, so one pass through the net.
+        # Test-time augmentation: symmetries of each image (none changes the count), their
+        # probabilities averaged. One batch of views x n images, so one pass through the net.
         n = x.shape[0]
-        views = torch.cat([x, x.flip(3), x.flip(2), x.flip(2, 3)])
-        probs = self.head(self.raw(views)).softmax(1).view(4, n, -1).mean(0)
+        batch = [x, x.flip(3), x.flip(2), x.flip(2, 3)]
+        if views == 8:  # and the transposes: the rotations by 90 and 270 degrees among them
+            t = x.transpose(2, 3)
+            batch += [t, t.flip(3), t.flip(2), t.flip(2, 3)]
+        probs = self.head(self.raw(torch.cat(batch))).softmax(1).view(views, n, -1).mean(0)
         return probs.clamp_min(1e-7).log()
 
     def predict_counts(self, logits: torch.Tensor) -> torch.Tensor:

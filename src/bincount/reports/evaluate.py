@@ -169,15 +169,15 @@ def evaluate(
     split: str | None = None,
     cache: Path | None = None,
     batch_size: int = 32,
-    tta: bool | None = None,
+    tta: bool | str | None = None,
 ) -> Evaluation:
-    """`tta` None keeps the model's own test-time augmentation setting; True/False overrides it."""
+    """`tta` None keeps the model's own test-time augmentation (model.tta); else overrides it."""
     if batch_size < 1:
         raise BincountError(f"--batch-size {batch_size}: use a positive number, e.g. 32")
     ckpt = checkpoint_file(model)
     module = load(ckpt)
     if tta is not None:
-        module.hparams.tta = bool(tta)
+        module.hparams.tta = tta
     counts = [int(c) for c in module.counts]
     split = split or ("all" if data else "test")
     chosen = items(ckpt, counts, data, split, cache or run_of(ckpt) / "eval" / "cache")

@@ -122,7 +122,9 @@ class CountModule(pl.LightningModule):
 
     def _eval_step(self, stage: str, batch) -> None:
         x, y = batch
-        logits = self(x)
+        # Validation sees each image once (TTA would multiply the cost of every epoch, and
+        # checkpoint selection needs no more); test and inference average the views.
+        logits = self.head(self.raw(x)) if stage == "val" else self(x)
         # The same loss for every head: the negative log-likelihood of the true count.
         loss = nn.functional.cross_entropy(logits.float(), y)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)

@@ -154,3 +154,24 @@ def test_every_host_writes_its_own_checkpoints(tmp_path, monkeypatch):
 
     assert second_host_saves(MultiHostDDP)
     assert not second_host_saves(DDPStrategy)  # Lightning's: the first process only
+
+
+def test_export_carries_the_debug_files_to_the_output_data(tmp_path):
+    from bincount.sagemaker.bridge import Places, export_model
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    (run / "config.yaml").write_text("lr: 0.01\n")
+    (run / "metrics.json").write_text(json.dumps({"val/acc": 0.5}))
+    (run / "health.json").write_text('{"rules": []}')
+    (run / "report.html").write_text("<html></html>")
+    places = Places(
+        run, tmp_path / "data", run / "checkpoints", tmp_path / "model", tmp_path / "out"
+    )
+    model = export_model(places)
+    assert (model / "checkpoints" / "best.ckpt").read_bytes() == b"weights"
+    assert (tmp_path / "out" / "health.json").read_text() == '{"rules": []}'
+    assert (tmp_path / "out" / "report.html").is_file()
+    assert not (tmp_path / "out" / "profile.json").exists()  # no profiler ran: nothing made up
+    assert not list((tmp_path / "out").glob(".*.tmp"))

@@ -294,7 +294,25 @@ def export_model(places: Places) -> Path | None:
         shutil.copyfile(run / "csv" / "metrics.csv", model / "csv" / "metrics.csv")
     if places.output_data_dir is not None:
         atomic_write_json(places.output_data_dir / "metrics.json", metrics)
+    copy_debug_files(run, places.output_data_dir or model)
     return model
+
+
+# What the health rules, the profiler and the report callback leave in the run folder.
+DEBUG_FILES = ("health.json", "profile.json", "report.html")
+
+
+def copy_debug_files(run: Path, dest: Path) -> list[Path]:
+    """Carry the run's debugging outputs to where SageMaker uploads them (output.tar.gz)."""
+    copied = []
+    for name in DEBUG_FILES:
+        if (run / name).is_file():
+            dest.mkdir(parents=True, exist_ok=True)
+            tmp = dest / f".{name}.tmp"
+            shutil.copyfile(run / name, tmp)
+            os.replace(tmp, dest / name)
+            copied.append(dest / name)
+    return copied
 
 
 def run(argv: list[str], env: Mapping[str, str] | None = None) -> float:

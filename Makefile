@@ -1,11 +1,12 @@
 # make demo: set up .venv and train the default model on ../shared/abid
 # make test: set up .venv and run lint + the test suite (what CI runs)
+# make bench: every benchmark in under 15 minutes, tables in benchmarks/RESULTS.md
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint format clean chromium
+.PHONY: setup demo test test-all lint format clean chromium bench
 
 setup: $(STAMP)
 
@@ -32,6 +33,10 @@ test: lint chromium
 # Everything, the slow checks too.
 test-all: lint chromium
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+# Every benchmark (benchmarks/run_all.py), under 15 minutes: tables in benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

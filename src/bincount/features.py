@@ -84,8 +84,9 @@ def load_or_extract(module, datamodule, cache_dir: str | Path) -> tuple[dict, di
         for split, ds in datamodule.datasets.items()
         for i, t in zip(ds.ids, ds.targets, strict=True)
     ]
-    key = cache_key(dict(module.hparams), dict(module.preprocess), rows)
-    name = f"{module.hparams['backbone']}-{module.preprocess['image_size']}px-{key}.pt"
+    pre = dict(datamodule.preprocess)  # what the pixels are made of, whatever the model says
+    key = cache_key(dict(module.hparams), pre, rows)
+    name = f"{module.hparams['backbone']}-{pre['image_size']}px-{key}.pt"
     path = Path(cache_dir) / "features" / name
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=True)

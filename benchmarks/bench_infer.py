@@ -34,15 +34,10 @@ ABID = ROOT.parent / "shared" / "abid"
 
 
 def make_run(tmp: Path) -> Path:
-    from hydra import compose, initialize_config_dir
-
-    from bincount.config import config_dir
     from bincount.head_training import save_checkpoint
     from bincount.train import instantiate
 
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train")
-    module = instantiate(cfg.model).eval()
+    module = instantiate(_cfg().model).eval()
     ckpt = tmp / "run" / "checkpoints" / "best.ckpt"
     save_checkpoint(module, ckpt)
     return tmp / "run"
@@ -129,14 +124,60 @@ def server_peak_rss_mb(run: Path, photos: list[bytes], requests: int) -> float:
         proc.wait(timeout=30)
 
 
+THREAD_SETTINGS = {
+    "2 threads, OMP_WAIT_POLICY=PASSIVE (bincount's default)": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "2 threads, OMP_WAIT_POLICY=ACTIVE (OpenMP's default)": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "1 thread": {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"},
+}
+
+
+def child_latency(calls: int) -> None:
+    """--child-latency: the default network's one-image p50 (ms) as one JSON line."""
+    import json
+
+    import torch
+
+    from bincount.train import instantiate
+
+    module = instantiate(_cfg().model, pretrained=False).eval()
+    x = torch.zeros(1, 3, 224, 224)
+    with torch.inference_mode():
+        ms = latencies(module, [x] * calls, warmup=2)
+    print(json.dumps({"p50_ms": statistics.median(ms)}))
+
+
+def _cfg():
+    from hydra import compose, initialize_config_dir
+
+    from bincount.config import config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("train")
+
+
+def thread_rows(calls: int) -> list[dict]:
+    from report import child
+
+    rows = []
+    for name, env in THREAD_SETTINGS.items():
+        out = child("bench_infer.py", ["--child-latency", str(calls)], env)
+        rows.append({"threads": name, "p50 ms, one image, model only": f"{out['p50_ms']:.1f}"})
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=40)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--requests", type=int, default=20)
+    p.add_argument("--thread-calls", type=int, default=8, help="0: skip the thread settings")
+    p.add_argument("--child-latency", type=int, help=argparse.SUPPRESS)
     p.add_argument("--json")
     args = p.parse_args(argv)
+    if args.child_latency:
+        child_latency(args.child_latency)
+        return []
     import logging
 
     import torch
@@ -183,6 +224,16 @@ def main(argv=None) -> list[dict]:
             ],
         }
     ]
+    if args.thread_calls:
+        sections.append(
+            {
+                "title": "Inference: CPU threads (one image, PyTorch eager)",
+                "command": "benchmarks/bench_infer.py",
+                "columns": ["threads", "p50 ms, one image, model only"],
+                "rows": thread_rows(args.thread_calls),
+                "notes": [f"each in its own process, {args.thread_calls} calls after 2 warm-ups"],
+            }
+        )
     emit(sections, args.json)
     return sections
 

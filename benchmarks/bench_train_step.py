@@ -8,9 +8,13 @@ split (the resized cache), all in memory. Each step is the module's `training_st
 and an AdamW step.
 
 Settings (one warm-up step, then --steps steps each, on the same batch; ratio to the default):
-contiguous tensors vs channels_last (the default), bf16 autocast, fused AdamW, 1 thread
-instead of all cores, and with --compile `torch.compile` (its compile time apart; off by
-default: it takes minutes on 2 cores).
+contiguous tensors vs channels_last (the default) and fused AdamW; with --bf16 bf16 autocast
+and with --compile `torch.compile` (its compile time apart): both off by default, they take
+minutes here (no bf16 instructions on this CPU; compiling takes ~3 minutes on 2 cores).
+
+Threads (each in its own process: OpenMP reads them at start): 2 threads with
+OMP_WAIT_POLICY=PASSIVE (what `import bincount` sets), with ACTIVE (OpenMP's default), and
+1 thread.
 
 Loop (--loop-steps batches, --rounds rounds alternating): `trainer.fit` with the project's
 trainer, callbacks and CSV logger (validation and checkpoint writing off) against a bare
@@ -79,7 +83,7 @@ def step_seconds(module, batch, steps: int, autocast=None, fn=None) -> list[floa
     return times[1:]  # the first is the warm-up
 
 
-def settings_rows(batch, steps: int, compile_: bool) -> tuple[list[dict], list[str]]:
+def settings_rows(batch, steps: int, compile_: bool, bf16: bool) -> tuple[list[dict], list[str]]:
     import torch
 
     n = len(batch[0])
@@ -92,8 +96,9 @@ def settings_rows(batch, steps: int, compile_: bool) -> tuple[list[dict], list[s
 
     measure("channels_last, fp32 (default)", new_module())
     measure("contiguous, fp32", new_module(channels_last=False))
-    measure("channels_last, bf16 autocast", new_module(), autocast=True)
     measure("channels_last, fused AdamW", new_module(fused=True))
+    if bf16:
+        measure("channels_last, bf16 autocast", new_module(), autocast=True)
     if compile_:
         module = new_module()
         module.net = torch.compile(module.net)
@@ -113,13 +118,13 @@ def settings_rows(batch, steps: int, compile_: bool) -> tuple[list[dict], list[s
         }
         for name, s in results.items()
     ]
-    # Is bf16 correct enough? The loss of the same weights on the same batch, both ways.
-    module = new_module().eval()
-    with torch.no_grad():
-        fp32 = module.training_step(batch, 0).item()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            bf16 = module.training_step(batch, 0).item()
-    notes.append(f"loss of one batch, same weights: fp32 {fp32:.4f}, bf16 autocast {bf16:.4f}")
+    if bf16:  # correct enough? The loss of the same weights on the same batch, both ways.
+        module = new_module().eval()
+        with torch.no_grad():
+            fp32 = module.training_step(batch, 0).item()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = module.training_step(batch, 0).item()
+        notes.append(f"loss of one batch, same weights: fp32 {fp32:.4f}, bf16 autocast {low:.4f}")
     notes.append(
         f"{threads} threads (torch.get_num_threads()), OMP_WAIT_POLICY="
         f"{os.environ.get('OMP_WAIT_POLICY', 'unset')} (bincount sets PASSIVE unless set)"
@@ -292,6 +297,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--loop-steps", type=int, default=6)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes)")
+    p.add_argument("--bf16", action="store_true", help="also time bf16 autocast (slow here)")
     p.add_argument("--skip-settings", action="store_true")
     p.add_argument("--skip-loop", action="store_true")
     p.add_argument("--skip-threads", action="store_true")
@@ -312,7 +318,7 @@ def main(argv=None) -> list[dict]:
     data = batches(max(args.loop_steps, 1))
     sections = []
     if not args.skip_settings:
-        rows, notes = settings_rows(data[0], args.steps, args.compile)
+        rows, notes = settings_rows(data[0], args.steps, args.compile, args.bf16)
         sections.append(
             {
                 "title": "Training step settings (EfficientNet-Lite0, 224 px, batch 32)",

@@ -22,12 +22,13 @@ from pathlib import Path
 
 from report import ROOT, machine, markdown
 
+# Short settings: the whole run must stay under 15 minutes on 2 shared cores.
 BENCHES = [
-    ("bench_pipeline.py", []),
-    ("bench_train_step.py", []),
-    ("bench_infer.py", []),
-    ("bench_head_sweep.py", []),
-    ("bench_memory.py", []),
+    ("bench_pipeline.py", ["--images", "120", "--batches", "5", "--steps", "2"]),
+    ("bench_train_step.py", ["--steps", "2", "--loop-steps", "5", "--rounds", "2"]),
+    ("bench_infer.py", ["--images", "30"]),
+    ("bench_head_sweep.py", ["--ref-train", "256"]),
+    ("bench_memory.py", ["--batches", "2"]),
 ]
 BUDGET = 15 * 60
 

@@ -98,6 +98,27 @@ def _seconds(fn, x) -> float:
     return time.perf_counter() - start
 
 
+def single_thread_onnx(model, path: Path):
+    """The ONNX model with onnxruntime on 1 intra-op thread that does not spin, and torch (the
+    preprocessing) on 1 thread: what suits one image at a time on 2 shared cores."""
+    import dataclasses
+
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def logits(x):
+        return session.run(None, {name: x.numpy()})[0]
+
+    torch.set_num_threads(1)
+    return dataclasses.replace(model, logits=logits)
+
+
 def server_peak_rss_mb(run: Path, photos: list[bytes], requests: int) -> float:
     import http.client
 
@@ -197,7 +218,12 @@ def main(argv=None) -> list[dict]:
             inference.model_fn(onnx, "onnx"), "ONNX Runtime", photos, args.batch, args.reps
         )
         server_mb = server_peak_rss_mb(run, photos, args.requests)
+        threads = torch.get_num_threads()
+        one = single_thread_onnx(inference.model_fn(onnx, "onnx"), onnx)
+        rows += backend_rows(one, "ONNX Runtime, 1 thread", photos, args.batch, args.reps)
+        torch.set_num_threads(threads)
     torch_b, onnx_b = rows[2].pop("_b"), rows[5].pop("_b")
+    rows[8].pop("_b")
     p50 = {
         r["backend"]: float(r["p50 ms"]) for r in rows if r["measure"] == "one image, model only"
     }
@@ -213,7 +239,9 @@ def main(argv=None) -> list[dict]:
             "rows": rows,
             "notes": [
                 f"{args.images} real photos, one at a time after 3 warm-up calls; batch: best of "
-                f"{args.reps}; torch threads {torch.get_num_threads()}, ONNX Runtime: its default",
+                f"{args.reps}; torch threads {torch.get_num_threads()}, ONNX Runtime: its default; "
+                "'1 thread': onnxruntime with intra_op_num_threads=1 and no spinning, and torch "
+                "(preprocessing) on 1 thread",
                 "ONNX Runtime vs PyTorch, one image (model only): "
                 + ratio(p50["PyTorch eager"], p50["ONNX Runtime"])
                 + f" faster; batch of {args.batch}: {ratio(torch_b, onnx_b)} faster",

@@ -28,12 +28,14 @@ OPSET = 17
 class OnnxNet:
     """An onnxruntime session: float32 batch (N, 3, S, S) -> logits (N, K)."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, spin: bool = True):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:  # idle threads sleep instead of busy-waiting: better on shared cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]

@@ -201,7 +201,14 @@ def _load_onnx(path: Path) -> tuple[Callable, dict, list[int], dict]:
     if not meta_path.is_file():
         raise BincountError(f"{meta_path} is missing: re-run `bincount export` for {path}")
     meta = json.loads(meta_path.read_text())
-    net = OnnxNet(path)
+    # One thread per request, without busy-waiting: one image 18.9 ms end to end against
+    # 27.4 ms with onnxruntime's defaults on 2 shared cores (benchmarks/bench_infer.py); the
+    # server's own threads run requests side by side. BINCOUNT_ONNX_THREADS=0: all cores.
+    raw = os.environ.get("BINCOUNT_ONNX_THREADS", "1")
+    if not raw.isdigit():
+        raise BincountError(f"BINCOUNT_ONNX_THREADS={raw!r}: use a whole number (0: all cores)")
+    threads = int(raw)
+    net = OnnxNet(path, threads=threads, spin=threads != 1)
     info = {"name": meta["name"], "version": meta["version"], "checkpoint": meta["checkpoint"]}
     return lambda x: net(x.numpy()), meta["preprocess"], meta["counts"], info
 

@@ -38,3 +38,14 @@ def test_broken_onnx_file_is_a_clear_error(tmp_path, served_run):
         inference.model_fn(tmp_path / "model.onnx")
     with pytest.raises(BincountError, match="already an ONNX model"):
         export.export_onnx(tmp_path / "model.onnx")
+
+
+def test_onnx_threads_come_from_the_environment(served_run, photos, monkeypatch):
+    onnx = served_run / "onnx" / "model.onnx"
+    one = export.OnnxNet(onnx, threads=1, spin=False)
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setenv("BINCOUNT_ONNX_THREADS", "2")
+    assert inference.model_fn(onnx).info["backend"] == "onnx"
+    monkeypatch.setenv("BINCOUNT_ONNX_THREADS", "two")
+    with pytest.raises(BincountError, match="BINCOUNT_ONNX_THREADS='two'"):
+        inference.model_fn(onnx)

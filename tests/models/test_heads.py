@@ -27,6 +27,13 @@ def test_every_head_gives_a_distribution_and_a_gradient(kind):
     assert raw.grad.abs().sum() > 0
 
 
+def test_ordinal_head_can_answer_every_count_from_the_start():
+    head = heads.OrdinalHead(COUNTS)
+    raw = torch.linspace(-12, 12, 200).view(-1, 1)
+    with torch.no_grad():
+        assert set(head(raw).argmax(1).tolist()) == {0, 1, 2, 3, 4}
+
+
 def test_ordinal_scores_move_the_count_in_order():
     head = heads.OrdinalHead(COUNTS)
     with torch.no_grad():

@@ -23,6 +23,7 @@ from torch import nn
 from bincount.errors import BincountError
 
 KINDS = ("classify", "ordinal", "regress")
+GAP = 3.0  # the ordinal head's initial distance between thresholds, in logits
 
 
 class ClassifyHead(nn.Module):
@@ -52,8 +53,10 @@ class OrdinalHead(nn.Module):
         if k < 2:
             raise BincountError("head=ordinal needs at least two counts (data.counts)")
         # t_1 = first, t_k = t_1 + sum of softplus(gaps): increasing for any parameter values.
-        self.first = nn.Parameter(torch.tensor(-(k - 2) / 2.0))
-        self.gaps = nn.Parameter(torch.full((k - 2,), math.log(math.e - 1)))  # softplus -> 1
+        # Gaps start at GAP logits: a middle count is then the likeliest while f lies between
+        # its two thresholds (with gaps of 1 it never is, and 2 and 4 would never be answered).
+        self.first = nn.Parameter(torch.tensor(-GAP * (k - 2) / 2.0))
+        self.gaps = nn.Parameter(torch.full((k - 2,), math.log(math.expm1(GAP))))
 
     def thresholds(self) -> torch.Tensor:
         steps = F.softplus(self.gaps)

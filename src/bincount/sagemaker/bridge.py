@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_json
+from bincount.fileio import atomic_copy, atomic_write_json
 from bincount.sagemaker.overrides import to_overrides
 from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL
 
@@ -282,10 +282,7 @@ def export_model(places: Places) -> Path | None:
         best = places.checkpoint_dir / "last.ckpt"
     if not best.is_file():
         raise BincountError(f"no checkpoint in {places.checkpoint_dir}: nothing to export")
-    (model / "checkpoints").mkdir(parents=True, exist_ok=True)
-    tmp = model / "checkpoints" / ".best.ckpt.tmp"
-    shutil.copyfile(best, tmp)
-    os.replace(tmp, model / "checkpoints" / "best.ckpt")
+    atomic_copy(best, model / "checkpoints" / "best.ckpt")
     shutil.copyfile(run / "config.yaml", model / "config.yaml")
     metrics["best_checkpoint"] = "checkpoints/best.ckpt"
     atomic_write_json(model / "metrics.json", metrics)
@@ -304,15 +301,7 @@ DEBUG_FILES = ("health.json", "profile.json", "report.html")
 
 def copy_debug_files(run: Path, dest: Path) -> list[Path]:
     """Carry the run's debugging outputs to where SageMaker uploads them (output.tar.gz)."""
-    copied = []
-    for name in DEBUG_FILES:
-        if (run / name).is_file():
-            dest.mkdir(parents=True, exist_ok=True)
-            tmp = dest / f".{name}.tmp"
-            shutil.copyfile(run / name, tmp)
-            os.replace(tmp, dest / name)
-            copied.append(dest / name)
-    return copied
+    return [atomic_copy(run / name, dest / name) for name in DEBUG_FILES if (run / name).is_file()]
 
 
 def run(argv: list[str], env: Mapping[str, str] | None = None) -> float:

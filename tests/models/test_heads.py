@@ -105,3 +105,11 @@ def test_layer_decay_out_of_range_is_named():
     module.optimizer_factory = functools.partial(torch.optim.AdamW, lr=0.01)
     with pytest.raises(BincountError, match=r"layer_decay=1\.5"):
         module.configure_optimizers()
+
+
+def test_drop_path_rate_reaches_the_backbone():
+    blocks = [m for m in small(drop_path_rate=0.2).net.modules() if hasattr(m, "drop_path")]
+    rates = [b.drop_path.drop_prob for b in blocks if hasattr(b.drop_path, "drop_prob")]
+    assert rates and max(rates) > 0.1  # timm scales it up to 0.2 over the depth
+    plain = [m for m in small().net.modules() if hasattr(m, "drop_path")]
+    assert not [b for b in plain if hasattr(b.drop_path, "drop_prob")]

@@ -51,6 +51,7 @@ class CountModule(pl.LightningModule):
             pretrained=pretrained,
             weights=weights,
             drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
         )
         mean, std = backbones.normalization(self.net)
         # Everything inference needs to preprocess like training; saved in every checkpoint.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from bincount.data import manifest, resized, sources, transforms
 from bincount.errors import BincountError
@@ -65,6 +65,8 @@ class BinDataModule(pl.LightningDataModule):
         mean: list[float] = transforms.IMAGENET_MEAN,
         std: list[float] = transforms.IMAGENET_STD,
         resized_cache: bool = False,
+        train_on: list[str] = ("train",),
+        balanced: bool = False,
     ):
         super().__init__()
         self.source = str(source)
@@ -84,6 +86,14 @@ class BinDataModule(pl.LightningDataModule):
         self.max_per_split = max_per_split
         self.preprocess = transforms.preprocess_spec(image_size, mean, std)
         self.resized_cache = bool(resized_cache)
+        self.train_on = tuple(train_on)
+        bad = [s for s in self.train_on if s not in ("train", "val")]
+        if bad or "train" not in self.train_on:
+            raise BincountError(
+                f"data.train_on={list(train_on)}: use [train] or, for a final refit once the "
+                "recipe is chosen, [train,val] (the test split is never trained on)"
+            )
+        self.balanced = bool(balanced)
         self.cache: resized.ResizedImages | None = None
         self.folder: Path | None = None
         self.rows: list[manifest.Row] = []
@@ -119,7 +129,8 @@ class BinDataModule(pl.LightningDataModule):
         if not self.rows:
             self._load()
         for split in manifest.SPLITS:
-            rows = [r for r in self.rows if r.split == split]
+            wanted = self.train_on if split == "train" else (split,)
+            rows = [r for r in self.rows if r.split in wanted]
             if self.max_per_split and len(rows) > self.max_per_split:
                 rows = random.Random(self.seed).sample(rows, self.max_per_split)
             tf = transforms.build(
@@ -130,17 +141,32 @@ class BinDataModule(pl.LightningDataModule):
         if not sizes["train"]:
             raise BincountError(f"the train split is empty ({sizes}): use more data")
         log.info("data %s: %s (manifest %s)", self.folder, sizes, self.manifest_path)
+        if "val" in self.train_on:
+            log.warning(
+                "data.train_on=%s: the val split is trained on, so val figures are optimistic; "
+                "only the test split measures this run",
+                list(self.train_on),
+            )
 
     def class_counts(self, split: str = "train") -> list[int]:
         targets = self.datasets[split].targets
         return [targets.count(i) for i in range(len(self.counts))]
 
+    def _sampler(self, ds: BinImages) -> WeightedRandomSampler:
+        """Draws every count equally often (with replacement): an epoch still has len(ds) images."""
+        per = [max(1, ds.targets.count(i)) for i in range(len(self.counts))]
+        weights = torch.tensor([1.0 / per[t] for t in ds.targets], dtype=torch.double)
+        gen = torch.Generator().manual_seed(self.seed)
+        return WeightedRandomSampler(weights, len(ds), replacement=True, generator=gen)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.datasets[split]
+        sampler = self._sampler(ds) if shuffle and self.balanced else None
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=shuffle and len(ds) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

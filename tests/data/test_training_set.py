@@ -52,3 +52,20 @@ def test_balanced_sampling_draws_every_count_about_equally(abid, tmp_path):
     assert datamodule(abid, tmp_path).train_dataloader().sampler.__class__.__name__ == (
         "RandomSampler"
     )
+
+
+def test_a_train_fraction_keeps_that_share_of_each_count(tiny_source, tmp_path):
+    full = datamodule(tiny_source, tmp_path)
+    half = datamodule(tiny_source, tmp_path, train_fraction=0.5)
+    assert set(half.datasets["train"].ids) < set(full.datasets["train"].ids)
+    for k, n in enumerate(full.class_counts("train")):
+        assert half.class_counts("train")[k] == max(1, round(n / 2))
+    assert half.datasets["val"].ids == full.datasets["val"].ids
+    again = datamodule(tiny_source, tmp_path / "again", train_fraction=0.5)
+    assert again.datasets["train"].ids == half.datasets["train"].ids
+
+
+@pytest.mark.parametrize("fraction", [0, 1.5, -0.1])
+def test_a_train_fraction_outside_zero_one_is_refused(tiny_source, tmp_path, fraction):
+    with pytest.raises(BincountError, match=r"train_fraction=.*\(0, 1\]"):
+        BinDataModule(str(tiny_source), str(tmp_path / "data"), train_fraction=fraction)

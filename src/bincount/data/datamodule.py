@@ -67,6 +67,7 @@ class BinDataModule(pl.LightningDataModule):
         resized_cache: bool = False,
         train_on: list[str] = ("train",),
         balanced: bool = False,
+        train_fraction: float = 1.0,
     ):
         super().__init__()
         self.source = str(source)
@@ -94,6 +95,12 @@ class BinDataModule(pl.LightningDataModule):
                 "recipe is chosen, [train,val] (the test split is never trained on)"
             )
         self.balanced = bool(balanced)
+        self.train_fraction = float(train_fraction)
+        if not 0 < self.train_fraction <= 1:
+            raise BincountError(
+                f"data.train_fraction={train_fraction}: use a share of the training images in "
+                "(0, 1], e.g. 0.5 for a point of a learning curve"
+            )
         self.cache: resized.ResizedImages | None = None
         self.folder: Path | None = None
         self.rows: list[manifest.Row] = []
@@ -133,6 +140,8 @@ class BinDataModule(pl.LightningDataModule):
             rows = [r for r in self.rows if r.split in wanted]
             if self.max_per_split and len(rows) > self.max_per_split:
                 rows = random.Random(self.seed).sample(rows, self.max_per_split)
+            if split == "train" and self.train_fraction < 1:
+                rows = self._fraction(rows)
             tf = transforms.build(
                 self.preprocess, train=split == "train", jitter=self.jitter, rotate=self.rotate
             )
@@ -147,6 +156,16 @@ class BinDataModule(pl.LightningDataModule):
                 "only the test split measures this run",
                 list(self.train_on),
             )
+
+    def _fraction(self, rows: list[manifest.Row]) -> list[manifest.Row]:
+        """The same share of each count's training rows (at least one each), chosen by seed."""
+        rng = random.Random(self.seed)
+        kept: set[str] = set()
+        for count in self.counts:
+            ids = [r.id for r in rows if r.count == count]
+            if ids:
+                kept.update(rng.sample(ids, max(1, round(self.train_fraction * len(ids)))))
+        return [r for r in rows if r.id in kept]
 
     def class_counts(self, split: str = "train") -> list[int]:
         targets = self.datasets[split].targets

@@ -82,7 +82,8 @@ def train(cfg: DictConfig) -> float:
 
     module = instantiate(cfg.model)
     pre = module.preprocess
-    datamodule = instantiate(cfg.data, mean=pre["mean"], std=pre["std"])
+    aux = bool(cfg.model.get("aux_weight"))  # the auxiliary head needs the metadata's targets
+    datamodule = instantiate(cfg.data, mean=pre["mean"], std=pre["std"], aux=aux)
     if datamodule.preprocess != pre:
         raise BincountError(
             f"data and model disagree on preprocessing ({datamodule.preprocess} vs {pre}): "

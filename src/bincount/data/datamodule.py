@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from bincount.data import manifest, resized, sources, transforms
+from bincount.data import contents, manifest, resized, sources, transforms
 from bincount.errors import BincountError
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ class BinImages(Dataset):
         self.targets = [index[r.count] for r in rows]
         self.transform = transform
         self.size = transform.transforms[0].size
+        # (len, 3) auxiliary targets from the metadata (data/contents.py), or None
+        self.aux: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -44,6 +46,8 @@ class BinImages(Dataset):
             im = self.cache.image(self.ids[i])
         else:
             im = transforms.open_rgb(sources.image_path(self.folder, self.ids[i]), self.size)
+        if self.aux is not None:
+            return self.transform(im), self.targets[i], self.aux[i]
         return self.transform(im), self.targets[i]
 
 
@@ -68,6 +72,7 @@ class BinDataModule(pl.LightningDataModule):
         train_on: list[str] = ("train",),
         balanced: bool = False,
         train_fraction: float = 1.0,
+        aux: bool = False,
     ):
         super().__init__()
         self.source = str(source)
@@ -96,6 +101,7 @@ class BinDataModule(pl.LightningDataModule):
             )
         self.balanced = bool(balanced)
         self.train_fraction = float(train_fraction)
+        self.aux = bool(aux)
         if not 0 < self.train_fraction <= 1:
             raise BincountError(
                 f"data.train_fraction={train_fraction}: use a share of the training images in "
@@ -146,6 +152,8 @@ class BinDataModule(pl.LightningDataModule):
                 self.preprocess, train=split == "train", jitter=self.jitter, rotate=self.rotate
             )
             self.datasets[split] = BinImages(self.folder, rows, self.counts, tf, self.cache)
+        if self.aux:
+            self._attach_contents()
         sizes = {s: len(d) for s, d in self.datasets.items()}
         if not sizes["train"]:
             raise BincountError(f"the train split is empty ({sizes}): use more data")
@@ -156,6 +164,13 @@ class BinDataModule(pl.LightningDataModule):
                 "only the test split measures this run",
                 list(self.train_on),
             )
+
+    def _attach_contents(self) -> None:
+        """Give every dataset the metadata's auxiliary targets, standardised on train."""
+        names = list(self.datasets)
+        raw = [contents.load(self.folder, self.datasets[n].ids) for n in names]
+        for name, aux in zip(names, contents.standardise(*raw), strict=True):
+            self.datasets[name].aux = aux
 
     def _fraction(self, rows: list[manifest.Row]) -> list[manifest.Row]:
         """The same share of each count's training rows (at least one each), chosen by seed."""

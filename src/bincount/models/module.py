@@ -17,6 +17,16 @@ log = logging.getLogger(__name__)
 
 # model.tta -> how many views of each image are averaged at evaluation and inference.
 TTA_VIEWS = {False: 1, "none": 1, True: 4, "flips": 4, "dihedral": 8}
+# The auxiliary targets' names (bincount.data.contents.NAMES; models never import data).
+AUX_TARGETS = ("log_volume", "log_weight", "distinct")
+
+
+def aux_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the known (not NaN) standardised targets."""
+    known = ~torch.isnan(target)
+    if not known.any():
+        return pred.sum() * 0.0
+    return ((pred[known] - target[known]) ** 2).mean()
 
 
 class CountModule(pl.LightningModule):
@@ -36,6 +46,7 @@ class CountModule(pl.LightningModule):
         head: str = "classify",
         tta: bool | str = False,
         layer_decay: float | None = None,
+        aux_weight: float = 0.0,
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
     ):
@@ -45,9 +56,13 @@ class CountModule(pl.LightningModule):
         # A plain list, not Hydra's ListConfig: checkpoints then load with weights_only=True.
         self.hparams["counts"] = self.counts
         self.head = heads.build(head, self.counts)
+        if aux_weight < 0:
+            raise BincountError(f"model.aux_weight={aux_weight} must be 0 (off) or positive")
+        # Auxiliary outputs (training only): what the metadata says of the bin's contents.
+        self.n_aux = len(AUX_TARGETS) if aux_weight else 0
         self.net = backbones.create_backbone(
             backbone,
-            self.head.n_outputs,
+            self.head.n_outputs + self.n_aux,
             pretrained=pretrained,
             weights=weights,
             drop_rate=drop_rate,
@@ -86,6 +101,10 @@ class CountModule(pl.LightningModule):
         return [p for p in self.net.parameters() if id(p) not in head]
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's raw input (the auxiliary outputs, if any, are `aux_outputs`)."""
+        return self._outputs(x)[:, : self.head.n_outputs]
+
+    def _outputs(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
@@ -113,16 +132,26 @@ class CountModule(pl.LightningModule):
         return torch.tensor(self.counts, device=logits.device)[logits.argmax(1)]
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        raw = self.raw(x)
+        x, y = batch[0], batch[1]
+        out = self._outputs(x)
+        raw = out[:, : self.head.n_outputs]
         loss = self.head.loss(raw, y, self.hparams.label_smoothing)
+        if self.n_aux:
+            if len(batch) < 3:
+                raise BincountError(
+                    "model.aux_weight > 0 needs the metadata's targets in each batch: "
+                    "train with data.aux=true (train.py sets it from model.aux_weight)"
+                )
+            aux = aux_loss(out[:, self.head.n_outputs :], batch[2])
+            self.log("train/aux_loss", aux, on_step=False, on_epoch=True)
+            loss = loss + self.hparams.aux_weight * aux
         acc = (self.head(raw).argmax(1) == y).float().mean()
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def _eval_step(self, stage: str, batch) -> None:
-        x, y = batch
+        x, y = batch[0], batch[1]
         # Validation sees each image once (TTA would multiply the cost of every epoch, and
         # checkpoint selection needs no more); test and inference average the views.
         logits = self.head(self.raw(x)) if stage == "val" else self(x)

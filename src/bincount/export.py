@@ -56,7 +56,11 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = N
     if ckpt.suffix == ".onnx":
         raise BincountError(f"{ckpt} is already an ONNX model: export a run folder or a .ckpt")
     module = inference.load_module(ckpt)
-    net = module.net.to(memory_format=torch.contiguous_format)
+    # The whole module, not its backbone alone: the head (ordinal, regress) turns the net's raw
+    # output into per-count scores, and test-time augmentation (model.tta) is part of the answer
+    # too; auxiliary training outputs (model.aux_weight) are left out. As the torch path answers.
+    module.hparams["channels_last"] = False
+    net = module.to(memory_format=torch.contiguous_format)
     size = module.preprocess["image_size"]
     run = inference.run_folder(ckpt)
     out = Path(out) if out else run / "onnx"

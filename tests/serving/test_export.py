@@ -49,3 +49,30 @@ def test_onnx_threads_come_from_the_environment(served_run, photos, monkeypatch)
     monkeypatch.setenv("BINCOUNT_ONNX_THREADS", "two")
     with pytest.raises(BincountError, match="BINCOUNT_ONNX_THREADS='two'"):
         inference.model_fn(onnx)
+
+
+def test_onnx_answers_like_torch_for_every_head_tta_and_aux(tiny_source, tmp_path, photos):
+    # The ordinal head (one raw score) with an auxiliary head (three more outputs) and flips:
+    # the exported graph must give the module's per-count scores, not the backbone's raw output.
+    from runner import run_train
+
+    run = tmp_path / "run"
+    proc = run_train(
+        "experiment=smoke",
+        f"data.source={tiny_source}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={run}",
+        "data.image_size=64",
+        "data.num_workers=0",
+        "model.head=ordinal",
+        "model.aux_weight=0.5",
+        "model.tta=flips",
+        "test=false",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    onnx = export.export_onnx(run)
+    model = inference.model_fn(onnx, backend="onnx")
+    size = model.preprocess["image_size"]
+    decoded = [inference.decode_image(p.read_bytes(), size, str(p)) for p in photos[:4]]
+    assert inference.probabilities(model, decoded).shape == (4, 5)
+    assert export.parity(run, onnx, photos) < 1e-4

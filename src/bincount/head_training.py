@@ -34,8 +34,13 @@ from bincount.models.metrics import CountMetrics
 log = logging.getLogger("bincount")
 
 
+def _raw(module, x: torch.Tensor) -> torch.Tensor:
+    """The head's raw input from pooled features (auxiliary outputs, if any, left out)."""
+    return module.net.get_classifier()(x)[:, : module.head.n_outputs]
+
+
 def _logits(module, x: torch.Tensor) -> torch.Tensor:
-    return module.head(module.net.get_classifier()(x))
+    return module.head(_raw(module, x))
 
 
 def evaluate(module, split: dict) -> tuple[dict[str, float], list[list[int]]]:
@@ -74,7 +79,6 @@ def train_head(
         scheduler = module.scheduler_factory(opt, total_steps=max(epochs * steps_per_epoch, 1))
     generator = torch.Generator().manual_seed(seed)
     smoothing = float(module.hparams.get("label_smoothing", 0.0))
-    classifier = module.net.get_classifier()
     best, best_state, history = None, None, []
     for epoch in range(epochs):
         order = torch.randperm(n, generator=generator)
@@ -82,7 +86,7 @@ def train_head(
         for b in range(steps_per_epoch):
             idx = order[b * batch_size : (b + 1) * batch_size]
             x = torch.nn.functional.dropout(train["x"][idx], drop_rate, training=True)
-            loss = module.head.loss(classifier(x), train["y"][idx], smoothing)
+            loss = module.head.loss(_raw(module, x), train["y"][idx], smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

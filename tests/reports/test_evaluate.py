@@ -57,7 +57,10 @@ def test_test_split_figures_match_hand_and_training(run, tmp_path):
     assert saved["figures"] == ev.figures and saved["confusion"]["matrix"] == confusion
     assert saved["images"] == len(ev.paths)
     rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
-    assert rows[0] == "path,count,predicted,confidence" and len(rows) == len(ev.paths) + 1
+    header = "path,count,predicted,confidence," + ",".join(f"p_{c}" for c in ev.counts)
+    assert rows[0] == header and len(rows) == len(ev.paths) + 1
+    first = rows[1].split(",")
+    assert sum(float(x) for x in first[4:]) == pytest.approx(1.0, abs=1e-3)
     assert (tmp_path / "out" / "confusion.png").read_bytes().startswith(PNG)
 
 
@@ -118,3 +121,38 @@ def test_missing_paths_and_folders_without_checkpoint(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "no checkpoint in" in capsys.readouterr().err
+
+
+def test_an_ensemble_averages_its_members_probabilities(run):
+    import torch
+
+    best, last = run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt"
+    one, two = evaluate(best, split="val", tta=False), evaluate(last, split="val", tta=True)
+    both = evaluate([best, last], split="val", tta=None)
+    assert both.members == [best, last] and both.paths == one.paths
+    # best has no TTA and last was given flips above: the ensemble keeps each one's own
+    # (None), so it is compared with the members each evaluated as trained
+    mine = evaluate(last, split="val")
+    expected = (torch.tensor(one.probabilities) + torch.tensor(mine.probabilities)) / 2
+    assert torch.allclose(torch.tensor(both.probabilities), expected, atol=1e-5)
+    assert both.predicted == [both.counts[i] for i in expected.argmax(1).tolist()]
+    assert two.probabilities != mine.probabilities  # the tta override did reach the member
+
+
+def test_ensemble_members_on_another_split_are_refused(run, tmp_path):
+    other = shutil.copytree(run, tmp_path / "other")
+    config = (other / "config.yaml").read_text()
+    assert "  seed: 42\n" in config
+    (other / "config.yaml").write_text(config.replace("  seed: 42\n", "  seed: 7\n"))
+    with pytest.raises(BincountError, match=r"another split.*--data"):
+        evaluate([run, other], split="test")
+
+
+def test_cli_ensemble_writes_beside_the_first_run(run, capsys):
+    assert (
+        main(["evaluate", str(run), str(run / "checkpoints" / "last.ckpt"), "--split", "val"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "ensemble of 2" in out
+    saved = json.loads((run / "eval" / "ensemble-run-val" / "metrics.json").read_text())
+    assert len(saved["members"]) == 2

@@ -12,11 +12,14 @@ EXAMPLES = """examples:
   bincount evaluate outputs/<run> --split val --tta on             # with flip averaging
   bincount evaluate outputs/<run> --data ../shared/abid            # every image of a source
   bincount evaluate outputs/<run> --data ../shared/abid --split test -o /tmp/eval
+  bincount evaluate outputs/<a> outputs/<b> outputs/<c> --split val     # an ensemble of three
 
 Without --data the images are a split of the run's own manifest (its config.yaml); with --data
 they are the images of that folder (bin-images/, metadata/) whose count the model knows, all of
 them or one split (made with the run's split fractions and seed). Writes metrics.json,
-predictions.csv and confusion.png to <run>/eval/<data>-<split> unless -o is given."""
+predictions.csv (with each count's probability) and confusion.png to <run>/eval/<data>-<split>
+unless -o is given. Several models are an ensemble: their probabilities are averaged (each with
+its own preprocessing) and the results go to the first's <run>/eval/ensemble-<data>-<split>."""
 
 
 def _evaluate(args) -> int:
@@ -24,9 +27,14 @@ def _evaluate(args) -> int:
 
     tta = {"on": "flips", "off": False}.get(args.tta, args.tta)
     ev = evaluate.evaluate(
-        args.model, data=args.data, split=args.split, batch_size=args.batch_size, tta=tta
+        args.model if len(args.model) > 1 else args.model[0],
+        data=args.data,
+        split=args.split,
+        batch_size=args.batch_size,
+        tta=tta,
     )
     tag = f"{Path(args.data).name if args.data else 'run'}-{ev.split}"
+    tag = f"ensemble-{tag}" if ev.members else tag
     out = Path(args.output) if args.output else evaluate.run_of(ev.checkpoint) / "eval" / tag
     evaluate.write(ev, out)
     print(evaluate.text(ev))
@@ -42,7 +50,11 @@ def register(subparsers) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="a run folder or its checkpoints/best.ckpt")
+    p.add_argument(
+        "model",
+        nargs="+",
+        help="a run folder or its checkpoints/best.ckpt; several: their ensemble",
+    )
     p.add_argument("--data", help="a folder in the bucket layout (default: the run's own data)")
     p.add_argument(
         "--split",

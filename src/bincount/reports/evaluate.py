@@ -6,7 +6,12 @@ model knows, or one split of it with `--split`). Predictions are the argmax clas
 checkpoint's network, with the checkpoint's own preprocessing; the figures are
 `bincount.models.metrics.CountMetrics` (the ones training logs): accuracy, accuracy per count,
 RMSE, MAE, off-by-one, and the confusion matrix. Written: metrics.json (the figures),
-predictions.csv (one row per image) and confusion.png.
+predictions.csv (one row per image, with the probability of every count) and confusion.png.
+
+Several checkpoints make an ensemble: each reads the images with its own preprocessing (size,
+normalisation, test-time augmentation) and their probabilities are averaged. They must know the
+same counts and, without `--data`, have been trained on the same split (the first one's run
+gives the images).
 """
 
 from __future__ import annotations
@@ -43,10 +48,13 @@ class Evaluation:
     confidence: list[float]
     figures: dict[str, float]
     confusion: list[list[int]]
+    probabilities: list[list[float]] | None = None  # per image, per count
+    members: list[Path] | None = None  # the checkpoints averaged, when more than one
 
     def summary(self) -> dict:
         return {
             "checkpoint": str(self.checkpoint),
+            **({"members": [str(m) for m in self.members]} if self.members else {}),
             "data": self.data,
             "split": self.split,
             "images": len(self.paths),
@@ -128,25 +136,27 @@ def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Pa
     return out
 
 
-def predict(module, paths: list[Path], batch_size: int = 32) -> tuple[list[int], list[float]]:
-    """Predicted class index and its probability for each image."""
+def probabilities(module, paths: list[Path], batch_size: int = 32) -> torch.Tensor:
+    """(images, counts) probabilities of the module, with its own preprocessing."""
     from bincount.data import transforms
 
     pre = module.preprocess
     tf = transforms.build(pre, train=False)
     size = int(pre["image_size"])
-    classes: list[int] = []
-    confidence: list[float] = []
+    out = []
     with torch.inference_mode():
         for start in range(0, len(paths), batch_size):
             batch = torch.stack(
                 [tf(transforms.open_rgb(p, size)) for p in paths[start : start + batch_size]]
             )
-            probs = module(batch).float().softmax(dim=1)
-            conf, idx = probs.max(dim=1)
-            classes += idx.tolist()
-            confidence += conf.tolist()
-    return classes, confidence
+            out.append(module(batch).float().softmax(dim=1))
+    return torch.cat(out) if out else torch.zeros(0, len(module.counts))
+
+
+def predict(module, paths: list[Path], batch_size: int = 32) -> tuple[list[int], list[float]]:
+    """Predicted class index and its probability for each image."""
+    conf, idx = probabilities(module, paths, batch_size).max(dim=1)
+    return idx.tolist(), conf.tolist()
 
 
 def figures(
@@ -164,33 +174,67 @@ def figures(
 
 
 def evaluate(
-    model: str | Path,
+    model: str | Path | list[str | Path],
     data: str | None = None,
     split: str | None = None,
     cache: Path | None = None,
     batch_size: int = 32,
     tta: bool | str | None = None,
 ) -> Evaluation:
-    """`tta` None keeps the model's own test-time augmentation (model.tta); else overrides it."""
+    """`tta` None keeps each model's own test-time augmentation (model.tta); else overrides it.
+    A list of models is an ensemble: their probabilities are averaged."""
     if batch_size < 1:
         raise BincountError(f"--batch-size {batch_size}: use a positive number, e.g. 32")
-    ckpt = checkpoint_file(model)
-    module = load(ckpt)
-    if tta is not None:
-        module.hparams.tta = tta
-    counts = [int(c) for c in module.counts]
+    ckpts = [checkpoint_file(m) for m in (model if isinstance(model, list | tuple) else [model])]
+    if not ckpts:
+        raise BincountError("no model to evaluate: pass a run folder or a checkpoint")
+    modules = [load(c) for c in ckpts]
+    for module in modules:
+        if tta is not None:
+            module.hparams.tta = tta
+    counts = [int(c) for c in modules[0].counts]
+    for ckpt, module in zip(ckpts[1:], modules[1:], strict=True):
+        if [int(c) for c in module.counts] != counts:
+            raise BincountError(
+                f"{ckpt} counts {list(module.counts)}, {ckpts[0]} counts {counts}: an ensemble's "
+                "members must know the same counts"
+            )
     split = split or ("all" if data else "test")
-    chosen = items(ckpt, counts, data, split, cache or run_of(ckpt) / "eval" / "cache")
+    chosen = items(ckpts[0], counts, data, split, cache or run_of(ckpts[0]) / "eval" / "cache")
+    if data is None:
+        for ckpt in ckpts[1:]:
+            if items(ckpt, counts, None, split, run_of(ckpt) / "eval" / "cache") != chosen:
+                raise BincountError(
+                    f"{ckpt} was trained on another split than {ckpts[0]}: its {split} images "
+                    "differ. Evaluate the ensemble on a folder instead (--data FOLDER), or "
+                    "train the members with the same data and seed"
+                )
     paths = [p for p, _ in chosen]
     truth = [c for _, c in chosen]
     log.info(
-        "evaluating %s on %d images (%s, %s)", ckpt, len(paths), data or "the run's data", split
+        "evaluating %s on %d images (%s, %s)",
+        ", ".join(map(str, ckpts)),
+        len(paths),
+        data or "the run's data",
+        split,
     )
-    classes, confidence = predict(module, paths, batch_size)
-    predicted = [counts[i] for i in classes]
+    probs = torch.stack([probabilities(m, paths, batch_size) for m in modules]).mean(0)
+    confidence, classes = probs.max(dim=1) if len(paths) else (torch.zeros(0), torch.zeros(0))
+    predicted = [counts[i] for i in classes.long().tolist()]
     figs, confusion = figures(counts, truth, predicted)
     return Evaluation(
-        ckpt, data or "run", split, counts, paths, truth, predicted, confidence, figs, confusion
+        ckpts[0],
+        data or "run",
+        split,
+        counts,
+        paths,
+        truth,
+        predicted,
+        confidence.tolist(),
+        figs,
+        confusion,
+        probabilities=probs.tolist(),
+        members=ckpts if len(ckpts) > 1 else None,
     )
 
 
@@ -231,9 +275,12 @@ def write(ev: Evaluation, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["path", "count", "predicted", "confidence"])
-    for p, t, c, conf in zip(ev.paths, ev.truth, ev.predicted, ev.confidence, strict=True):
-        w.writerow([str(p), t, c, f"{conf:.4f}"])
+    w.writerow(["path", "count", "predicted", "confidence"] + [f"p_{c}" for c in ev.counts])
+    probs = ev.probabilities or [[] for _ in ev.paths]
+    for p, t, c, conf, ps in zip(
+        ev.paths, ev.truth, ev.predicted, ev.confidence, probs, strict=True
+    ):
+        w.writerow([str(p), t, c, f"{conf:.4f}"] + [f"{x:.4f}" for x in ps])
     return [
         atomic_write_json(out / "metrics.json", ev.summary()),
         atomic_write_text(out / "predictions.csv", buf.getvalue()),
@@ -244,9 +291,10 @@ def write(ev: Evaluation, out: Path) -> list[Path]:
 def text(ev: Evaluation) -> str:
     f = ev.figures
     per = " ".join(f"{c}:{f[f'acc_count_{c}']:.2f}" for c in ev.counts)
+    name = f"ensemble of {len(ev.members)}" if ev.members else str(ev.checkpoint)
     return "\n".join(
         [
-            f"{ev.checkpoint} on {ev.data} ({ev.split}): {len(ev.paths)} images",
+            f"{name} on {ev.data} ({ev.split}): {len(ev.paths)} images",
             "  ".join(f"{k}={f[k]:.4f}" for k in ("acc", "rmse", "mae", "off_by_one")),
             f"accuracy per count: {per}",
         ]

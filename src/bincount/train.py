@@ -72,6 +72,10 @@ def train(cfg: DictConfig) -> float:
         from bincount.head_training import run
 
         return run(cfg)
+    if cfg.get("ensemble"):  # several runs of train.py, their probabilities averaged
+        from bincount.ensemble import run as run_ensemble
+
+        return run_ensemble(cfg)
     started = time.monotonic()
     _quiet_lightning()
     out = Path(cfg.paths.output_dir)

@@ -8,6 +8,8 @@ import json
 import pytest
 from runner import run_train
 
+from bincount import inference
+from bincount.errors import BincountError
 from bincount.reports.evaluate import evaluate
 
 MEMBERS = (
@@ -48,6 +50,10 @@ def test_ensemble_trains_members_and_scores_their_average(tiny_source, tmp_path)
     assert metrics["objective"]["value"] == metrics["val"]["val/acc"]
     assert (run / "eval" / "ensemble-run-test" / "predictions.csv").is_file()
     assert "test/acc=" in proc.stdout
+    # one model is served at a time: the ensemble's folder says which ones it has
+    with pytest.raises(BincountError, match=r"ensemble run \(members: ordinal, plain\)"):
+        inference.resolve(run)
+    assert inference.resolve(run / "members" / "plain").name == "best.ckpt"
 
     # run again: finished members are reused, not retrained
     before = {

@@ -123,6 +123,14 @@ def resolve(path: str | os.PathLike, backend: str = "torch") -> Path:
     for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt", path / "model.ckpt"):
         if candidate.is_file():
             return candidate
+    members = sorted(p.name for p in (path / "members").glob("*") if p.is_dir())
+    if members:
+        raise BincountError(
+            f"{path} is an ensemble run (members: {', '.join(members)}): one model is served, "
+            f"exported or deployed at a time, e.g. {path / 'members' / members[0]}; "
+            f"`bincount evaluate {' '.join(str(path / 'members' / m) for m in members)}` "
+            "scores them together"
+        )
     raise BincountError(
         f"no checkpoint in {path} (looked for checkpoints/best.ckpt, best.ckpt, model.ckpt): "
         "give a run folder of `python train.py` or a .ckpt file"

@@ -175,3 +175,17 @@ def test_export_carries_the_debug_files_to_the_output_data(tmp_path):
     assert (tmp_path / "out" / "report.html").is_file()
     assert not (tmp_path / "out" / "profile.json").exists()  # no profiler ran: nothing made up
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_an_ensemble_is_refused_before_anything_trains(tmp_path):
+    from bincount.sagemaker.bridge import build_config
+
+    env = {
+        "SM_CHANNEL_DATA": str(tmp_path / "data"),
+        "BINCOUNT_SCRATCH": str(tmp_path / "scratch"),
+        "BINCOUNT_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+    }
+    with pytest.raises(BincountError, match="experiment=best_single"):
+        build_config(["--experiment", "best"], env)
+    cfg, _, _ = build_config(["--experiment", "best_single"], env)
+    assert cfg.model.head == "ordinal" and not cfg.get("ensemble")

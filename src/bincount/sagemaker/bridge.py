@@ -256,6 +256,13 @@ def build_config(argv: list[str], env: Mapping[str, str]):
     topology = Topology.from_env(env)
     places = Places.from_env(env)
     cfg = compose(job_overrides(hyperparameters, env, places))
+    if cfg.get("ensemble"):
+        raise BincountError(
+            "an ensemble (ensemble.members, e.g. experiment=best) does not run as one training "
+            "job: its model folder would hold no single checkpoint to serve. Launch "
+            "experiment=best_single, or launch each member as its own job and average them "
+            "with `bincount evaluate RUN1 RUN2 RUN3`"
+        )
     with open_dict(cfg):
         cfg.paths.output_dir = str(places.run_dir)
         cfg.data.file_list = file_list(cfg.data.get("file_list"), Path(str(cfg.data.source)))

@@ -153,12 +153,6 @@ def probabilities(module, paths: list[Path], batch_size: int = 32) -> torch.Tens
     return torch.cat(out) if out else torch.zeros(0, len(module.counts))
 
 
-def predict(module, paths: list[Path], batch_size: int = 32) -> tuple[list[int], list[float]]:
-    """Predicted class index and its probability for each image."""
-    conf, idx = probabilities(module, paths, batch_size).max(dim=1)
-    return idx.tolist(), conf.tolist()
-
-
 def figures(
     counts: list[int], truth: list[int], predicted: list[int]
 ) -> tuple[dict, list[list[int]]]:

@@ -186,16 +186,17 @@ class BinDataModule(pl.LightningDataModule):
         targets = self.datasets[split].targets
         return [targets.count(i) for i in range(len(self.counts))]
 
-    def _sampler(self, ds: BinImages) -> WeightedRandomSampler:
+    def _sampler(self, split: str) -> WeightedRandomSampler:
         """Draws every count equally often (with replacement): an epoch still has len(ds) images."""
-        per = [max(1, ds.targets.count(i)) for i in range(len(self.counts))]
+        ds = self.datasets[split]
+        per = [max(1, n) for n in self.class_counts(split)]
         weights = torch.tensor([1.0 / per[t] for t in ds.targets], dtype=torch.double)
         gen = torch.Generator().manual_seed(self.seed)
         return WeightedRandomSampler(weights, len(ds), replacement=True, generator=gen)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.datasets[split]
-        sampler = self._sampler(ds) if shuffle and self.balanced else None
+        sampler = self._sampler(split) if shuffle and self.balanced else None
         return DataLoader(
             ds,
             batch_size=self.batch_size,

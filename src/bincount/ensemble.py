@@ -61,16 +61,18 @@ def command_line_overrides() -> list[str]:
     return [o for o in task if not o.lstrip("+~").startswith(("experiment=", "ensemble"))]
 
 
-def _finished(run: Path) -> Path | None:
-    metrics = run / "metrics.json"
-    if not metrics.is_file():
+def _finished(run: Path) -> dict | None:
+    """The metrics.json of a finished member run (its best checkpoint present), else None."""
+    path = run / "metrics.json"
+    if not path.is_file():
         return None
-    ckpt = json.loads(metrics.read_text()).get("best_checkpoint")
-    return Path(ckpt) if ckpt and Path(ckpt).is_file() else None
+    metrics = json.loads(path.read_text())
+    ckpt = metrics.get("best_checkpoint")
+    return metrics if ckpt and Path(ckpt).is_file() else None
 
 
-def train_member(name: str, overrides: list[str], run: Path) -> Path:
-    """Train one member (or reuse its finished run); returns its best checkpoint."""
+def train_member(name: str, overrides: list[str], run: Path) -> dict:
+    """Train one member (or reuse its finished run); returns its metrics.json."""
     done = _finished(run)
     if done is not None:
         log.info("ensemble member %s: reusing %s", name, run)
@@ -109,21 +111,20 @@ def run(cfg: DictConfig) -> float:
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     spec = members(cfg)
     extra = command_line_overrides()
-    ckpts = {
+    trained = {
         name: train_member(name, [*overrides, *extra], out / "members" / name)
         for name, overrides in spec.items()
     }
     results: dict = {"members": {}}
-    for name, ckpt in ckpts.items():
-        m = json.loads((out / "members" / name / "metrics.json").read_text())
+    for name, m in trained.items():
         results["members"][name] = {
-            "checkpoint": str(ckpt),
+            "checkpoint": m["best_checkpoint"],
             "overrides": spec[name],
             "val": m.get("val", {}),
             "objective": m.get("objective"),
             "fit_seconds": m.get("fit_seconds"),
         }
-    paths = list(ckpts.values())
+    paths = [Path(m["best_checkpoint"]) for m in trained.values()]
     counts: list[int] = []
     splits = ["val", "test"] if cfg.get("test", True) else ["val"]
     for split in splits:

@@ -16,6 +16,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import WeightAveraging
 
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json, atomic_write_text
@@ -128,6 +129,9 @@ def train(cfg: DictConfig) -> float:
         ckpt = best_path if best_path and Path(best_path).exists() else None
         if ckpt is None:
             log.warning("no best checkpoint (fast_dev_run?): testing the final weights")
+        # Lightning's weight averaging (callbacks=ema) would load the raw weights back from the
+        # checkpoint for testing; its state_dict holds the averaged ones, validated and served.
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
         tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         results["test"] = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
         results["test_confusion"] = module.test_confusion

@@ -18,6 +18,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import WeightAveraging
 
+from bincount import hardware
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json, atomic_write_text
 
@@ -59,6 +60,8 @@ def _trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
     overrides = {}
     if cfg.trainer.get("enable_progress_bar") is None:
         overrides["enable_progress_bar"] = sys.stderr.isatty()
+    if str(cfg.trainer.get("precision")) == "auto":  # bf16 on a GPU that has it, else fp32
+        overrides["precision"] = hardware.precision("auto", str(cfg.trainer.get("accelerator")))
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
@@ -123,6 +126,7 @@ def train(cfg: DictConfig) -> float:
         "counts": list(module.counts),
         "val": val,
         "fit_seconds": round(fit_seconds, 1),
+        "precision": str(trainer.precision),
         "epochs": trainer.current_epoch,
     }
     if cfg.get("test", True):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from bincount import hardware
 from bincount.data import contents, manifest, resized, sources, transforms
 from bincount.errors import BincountError
 
@@ -86,7 +86,7 @@ class BinDataModule(pl.LightningDataModule):
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise BincountError(f"batch_size={batch_size} must be at least 1")
-        self.num_workers = min(2, os.cpu_count() or 1) if num_workers is None else int(num_workers)
+        self.num_workers = hardware.loader_workers() if num_workers is None else int(num_workers)
         self.jitter = jitter
         self.rotate = bool(rotate)
         self.max_per_split = max_per_split

@@ -205,6 +205,7 @@ class StepProfile(pl.Callback):
         self.val_images = 0
         self.summary: dict = {}
         self._sync = False
+        self._cuda_device = None
         self._t: dict[str, float] = {}
         self._peak = {"main": 0, "workers": 0, "workers_pss": 0}
 
@@ -224,8 +225,10 @@ class StepProfile(pl.Callback):
     # ---- hooks -------------------------------------------------------------------------
     def on_fit_start(self, trainer, pl_module) -> None:
         self._sync = pl_module.device.type == "cuda"
+        # Kept: by on_fit_end Lightning has moved the module back to the CPU.
+        self._cuda_device = pl_module.device if self._sync else None
         if self._sync:
-            torch.cuda.reset_peak_memory_stats(pl_module.device)
+            torch.cuda.reset_peak_memory_stats(self._cuda_device)
         self._cpu0 = _cpu_now()
         self._wall0 = time.perf_counter()
 
@@ -360,7 +363,7 @@ class StepProfile(pl.Callback):
                 "num_workers": getattr(loader, "num_workers", None),
                 "batch_size": getattr(loader, "batch_size", None),
             },
-            "device": str(pl_module.device),
+            "device": str(self._cuda_device or pl_module.device),
             "optimizer": _optimizer(trainer),
             "timeline": [
                 [s["step"], s["epoch"], *(round(s[p] * 1000, 2) for p in PHASES)]
@@ -369,7 +372,7 @@ class StepProfile(pl.Callback):
         }
         if self._sync:
             summary["memory"]["gpu_peak_mb"] = round(
-                torch.cuda.max_memory_allocated(pl_module.device) / 2**20, 1
+                torch.cuda.max_memory_allocated(self._cuda_device) / 2**20, 1
             )
         profiler = getattr(trainer, "profiler", None)
         if isinstance(profiler, SimpleProfiler):

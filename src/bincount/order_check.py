@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # Draws of the validation order stream the verifier is fitted on (each photo ~REPEATS times).
 REPEATS = 10
-MIN_BINS = 10
+MIN_BINS = 5
 
 
 def split_bins(run: Path, split: str) -> list[orders.Bin]:
@@ -148,10 +148,28 @@ def score(rows: list[dict], truth: dict[str, orders.Truth]) -> dict:
             f"{len(missing)} orders (first {missing[0]}) are not in the truth file: give the "
             "truth file written with these orders"
         )
-    wrong = [truth[r["id"]].wrong for r in rows]
+    wrong = np.asarray([truth[r["id"]].wrong for r in rows])
     out = {}
-    for name, key in (("photo-only", "photo_verdict"), ("order-aware", "verdict")):
-        t = verification.evaluate([r[key] for r in rows], wrong)
+    for name, key, p in (
+        ("photo-only", "photo_verdict", "p_expected"),
+        ("order-aware", "verdict", "p_match"),
+    ):
+        t = verification.evaluate([r[key] for r in rows], list(wrong))
         t["decided"] = round(1.0 - t["share_unsure"], 4)
+        q = np.asarray([r[p] or 0.0 for r in rows])
+        t["ece"] = round(_ece(q, ~wrong), 4)
         out[name] = t
     return out
+
+
+def _ece(q: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
+    """Calibration error of q = P(order is right): |share right - mean q| per bin of q,
+    weighted by the bin's share of orders."""
+    which = np.clip((q * bins).astype(int), 0, bins - 1)
+    return float(
+        sum(
+            (which == b).mean() * abs(right[which == b].mean() - q[which == b].mean())
+            for b in range(bins)
+            if (which == b).any()
+        )
+    )

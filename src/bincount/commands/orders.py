@@ -91,11 +91,11 @@ def _print_table(tables: dict) -> None:
     first = next(iter(tables.values()))
     print(f"{first['orders']:.0f} orders, {first['wrong_orders']:.0f} wrong")
     print(
-        "| verdict | decided | match precision | mismatch precision | wrong orders caught |\n"
-        "| --- | --- | --- | --- | --- |"
+        "| verdict | decided | match precision | mismatch precision | wrong orders caught "
+        "| ECE of P(right) |\n| --- | --- | --- | --- | --- | --- |"
     )
     for name, t in tables.items():
         print(
             f"| {name} | {pct(t['decided'])} | {pct(t['match_precision'])} | "
-            f"{pct(t['mismatch_precision'])} | {pct(t['mismatch_recall'])} |"
+            f"{pct(t['mismatch_precision'])} | {pct(t['mismatch_recall'])} | {t['ece']:.3f} |"
         )

@@ -116,9 +116,9 @@ def _probabilities(model: inference.Model, stated: list[orders.Order], batch: in
 
 def verify(model_path, orders_path: Path, output: Path, backend=None, batch: int = 16) -> list:
     """Both verdicts for every order of `orders_path`, written as JSON lines to `output`."""
+    stated = orders.read(orders_path)
     model = inference.model_fn(model_path, backend=backend)
     verifier = load_verifier(model, model_path)
-    stated = orders.read(orders_path)
     probs = _probabilities(model, stated, batch)
     rows = []
     for order, p in zip(stated, probs, strict=True):

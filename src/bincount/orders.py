@@ -214,7 +214,7 @@ def write(path: Path, pairs: list[tuple[Order, Truth]]) -> tuple[Path, Path]:
 def _jsonl(path: Path, what: str) -> list[dict]:
     path = Path(path)
     if not path.is_file():
-        raise BincountError(f"{path} does not exist: write {what} with `bincount orders MODEL`")
+        raise BincountError(f"{path} does not exist: write it with `bincount orders MODEL`")
     rows = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():

@@ -73,6 +73,9 @@ def fit_verifier(paths: list[Path], probs: np.ndarray, counts: list[int], verify
         for order, truth in orders.stream(bins, rate, seed=r, prefix=f"val{r}"):
             x.append(order_verifier.features(probs[row[order.image]], counts, order))
             wrong.append(truth.wrong)
+    if all(wrong) or not any(wrong):
+        log.warning("the validation orders are all right or all wrong: no order verifier")
+        return None
     verifier = order_verifier.fit(
         np.asarray(x),
         np.asarray(wrong),

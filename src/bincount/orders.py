@@ -129,15 +129,18 @@ def _errors_for(b: Bin) -> list[str]:
 
 
 def _apply(error: str, b: Bin, donors: list[Bin], rng: random.Random) -> tuple[Line, ...]:
+    """The stated lines of bin `b` with `error`; a foreign line comes from another of `donors`."""
     lines = list(b.lines)
     if error == "line_foreign":
         mine = {line.asin for line in lines}
-        pool = [line for d in donors for line in d.lines if line.asin not in mine]
-        if not pool:
-            raise BincountError("no product from another bin to add: give more than one bin")
-        foreign = rng.choice(pool)
-        lines.insert(rng.randrange(len(lines) + 1), dataclasses.replace(foreign, quantity=1))
-        return tuple(lines)
+        for _ in range(1000):
+            donor = donors[rng.randrange(len(donors))]
+            pool = [line for line in donor.lines if line.asin not in mine]
+            if donor is not b and pool:
+                foreign = dataclasses.replace(rng.choice(pool), quantity=1)
+                lines.insert(rng.randrange(len(lines) + 1), foreign)
+                return tuple(lines)
+        raise BincountError("no product from another bin to add: give more than one bin")
     if error == "line_missing":
         del lines[rng.randrange(len(lines))]
         return tuple(lines)
@@ -167,8 +170,7 @@ def stream(bins: list[Bin], error_rate: float, seed: int, prefix: str = "order")
         oid = f"{prefix}-{i:05d}"
         if i in wrong:
             error = rng.choice(_errors_for(b))
-            donors = [d for j, d in enumerate(bins) if j != i]
-            lines = _apply(error, b, donors, rng)
+            lines = _apply(error, b, bins, rng)
         else:
             error, lines = None, b.lines
         total = sum(line.quantity for line in lines)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -25,6 +27,12 @@ def bins(abid) -> list[orders.Bin]:
     out = [b for b in (orders.read_bin(p) for p in paths) if b is not None]
     assert len(out) >= 300
     return out[:300]
+
+
+def test_the_order_logic_runs_without_torch():
+    code = "import sys, bincount.orders, bincount.order_verifier; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "False", proc.stderr
 
 
 def test_read_bin_takes_the_line_items_of_the_metadata(abid):

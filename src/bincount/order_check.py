@@ -89,9 +89,13 @@ def fit_verifier(paths: list[Path], probs: np.ndarray, counts: list[int], verify
 
 
 def load_verifier(model: inference.Model, model_path) -> dict:
-    """The order verifier in the model's calibration.json (same model version)."""
-    run = inference.run_folder(inference.resolve(model_path, model.info["backend"]))
-    path = run / inference.CALIBRATION
+    """The order verifier in the model's calibration.json (same model version), found where
+    `inference.model_fn` finds the temperature."""
+    model_file = inference.resolve(model_path, model.info["backend"])
+    run = inference.run_folder(model_file)
+    path = model_file.parent / inference.CALIBRATION  # an export's copy first, as model_fn
+    if not path.is_file():
+        path = run / inference.CALIBRATION
     fix = f"run `bincount calibrate {run}`"
     if not path.is_file():
         raise BincountError(f"{path} is missing: {fix}")

@@ -10,7 +10,6 @@ in which a share `mismatch_rate` of orders state a wrong quantity, off by one fr
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,16 +147,3 @@ def evaluate(verdicts: list[str], wrong: list[bool]) -> dict:
     w = np.ones(len(v))
     wrong_a = np.asarray(wrong, dtype=bool)
     return summary(w, wrong_a, v == "mismatch", v == "match", v == "unsure")
-
-
-def simulate_orders(
-    counts_true: list[int], counts: list[int], mismatch_rate: float, seed: int
-) -> list[int]:
-    """An expected quantity per image: the truth, or (with probability mismatch_rate) a
-    neighbouring count the model knows; deterministic for a seed."""
-    rng = random.Random(seed)
-    out = []
-    for c in counts_true:
-        neighbours = [n for n in (c - 1, c + 1) if n in counts]
-        out.append(rng.choice(neighbours) if neighbours and rng.random() < mismatch_rate else c)
-    return out

@@ -45,7 +45,7 @@ def split_bins(run: Path, split: str) -> list[orders.Bin]:
 
 def write_stream(run: Path, split: str, output: Path, error_rate: float, seed: int):
     """Write the split's orders: JSON lines plus `<name>.truth.jsonl`, or with a .csv output a
-    flat list (path, count, expected = stated total) for `bincount predict --expected-column`.
+    flat list (id, path, count, expected = stated total) for `bincount predict --expected-column`.
     Returns (paths written, the (order, truth) pairs)."""
     pairs = orders.stream(split_bins(run, split), error_rate, seed, prefix=split)
     output = Path(output)

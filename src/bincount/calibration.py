@@ -2,8 +2,10 @@
 
 One number T divides the logits: it keeps every prediction (the argmax) and makes the
 probabilities honest (`ece`: the expected calibration error, the gap between confidence and
-accuracy). `calibrate(run)` also chooses the verdict thresholds of `bincount.verification` and
-writes both to `<run>/calibration.json`, which serving and prediction then use.
+accuracy). `calibrate(run)` also chooses the verdict thresholds of `bincount.verification`,
+fits the order-aware verifier of `bincount.order_verifier` on the validation photos' order
+stream, and writes all of it to `<run>/calibration.json`, which serving, prediction and
+`bincount verify` then use.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bincount import evalset, inference, verification
+from bincount import evalset, inference, order_check, verification
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json
 
@@ -113,6 +115,7 @@ def calibrate(run: Path, verify: dict | None = None) -> dict:
         "thresholds": {k: chosen[k] for k in ("mismatch_below", "match_at_least")},
         "verify": verify,
         "validation": chosen["validation"],
+        "orders": order_check.fit_verifier([p for p, _ in items], after, model.counts, verify),
     }
     atomic_write_json(run / inference.CALIBRATION, result)
     return result

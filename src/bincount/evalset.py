@@ -33,23 +33,3 @@ def split_items(run: Path, split: str) -> list[tuple[Path, int]]:
         (sources.image_path(datamodule.folder, image_id), datamodule.counts[t])
         for image_id, t in zip(ds.ids, ds.targets, strict=True)
     ]
-
-
-def write_orders(run: Path, split: str, out, mismatch_rate: float, seed: int) -> Path:
-    """orders.csv for `split`: path, count (the truth), expected (wrong at `mismatch_rate`)."""
-    import csv
-    import io
-
-    from bincount.fileio import atomic_write_text
-    from bincount.verification import simulate_orders
-
-    items = split_items(Path(run), split)
-    truth = [c for _, c in items]
-    counts = sorted(set(truth))
-    expected = simulate_orders(truth, counts, mismatch_rate, seed)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["path", "count", "expected"])
-    for (path, count), exp in zip(items, expected, strict=True):
-        writer.writerow([str(path), count, exp])
-    return atomic_write_text(out, buf.getvalue())

@@ -10,7 +10,6 @@ in which a share `mismatch_rate` of orders state a wrong quantity, off by one fr
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,14 +84,11 @@ def _largest_prefix(good: np.ndarray, weight: np.ndarray, p: np.ndarray, target:
     return int(idx[-1]) + 1 if len(idx) else 0
 
 
-def choose_thresholds(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    target_precision: float,
-    match_precision: float,
-    mismatch_rate: float,
-) -> dict:
-    orders = order_stream(probs, labels, mismatch_rate)
+def thresholds_for(orders: Orders, target_precision: float, match_precision: float) -> dict:
+    """{thresholds: {mismatch_below, match_at_least}, validation: summary} for orders whose
+    score (`p_expected`: any probability that the order is right) is cut twice: `mismatch`
+    below the largest cut whose flags reach `target_precision`, `match` from the smallest whose
+    matches reach `match_precision`."""
     up = np.argsort(orders.p_expected, kind="stable")
     p_up = orders.p_expected[up]
     n_mis = _largest_prefix(orders.wrong[up], orders.weight[up], p_up, target_precision)
@@ -104,7 +100,19 @@ def choose_thresholds(
         "match_at_least": _cut(p_down, n_match, ascending=False),
     }
     thresholds["match_at_least"] = max(thresholds["match_at_least"], thresholds["mismatch_below"])
-    return {**thresholds, "validation": summarize_orders(orders, thresholds)}
+    return {"thresholds": thresholds, "validation": summarize_orders(orders, thresholds)}
+
+
+def choose_thresholds(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    target_precision: float,
+    match_precision: float,
+    mismatch_rate: float,
+) -> dict:
+    orders = order_stream(probs, labels, mismatch_rate)
+    chosen = thresholds_for(orders, target_precision, match_precision)
+    return {**chosen["thresholds"], "validation": chosen["validation"]}
 
 
 def summarize_orders(orders: Orders, thresholds: dict) -> dict:
@@ -139,16 +147,3 @@ def evaluate(verdicts: list[str], wrong: list[bool]) -> dict:
     w = np.ones(len(v))
     wrong_a = np.asarray(wrong, dtype=bool)
     return summary(w, wrong_a, v == "mismatch", v == "match", v == "unsure")
-
-
-def simulate_orders(
-    counts_true: list[int], counts: list[int], mismatch_rate: float, seed: int
-) -> list[int]:
-    """An expected quantity per image: the truth, or (with probability mismatch_rate) a
-    neighbouring count the model knows; deterministic for a seed."""
-    rng = random.Random(seed)
-    out = []
-    for c in counts_true:
-        neighbours = [n for n in (c - 1, c + 1) if n in counts]
-        out.append(rng.choice(neighbours) if neighbours and rng.random() < mismatch_rate else c)
-    return out

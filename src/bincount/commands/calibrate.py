@@ -42,6 +42,18 @@ def run(args) -> int:
         f"mismatch precision {_pct(v['mismatch_precision'])}, recall "
         f"{_pct(v['mismatch_recall'])}, unsure {_pct(v['share_unsure'])}"
     )
+    o = result.get("orders")
+    if o:
+        ov, ot = o["validation"], o["thresholds"]
+        print(
+            f"  order verifier ({o['fitted_on']['photos']} validation photos x "
+            f"{o['fitted_on']['draws']} order streams): mismatch if P(right) < "
+            f"{_cut(ot['mismatch_below'])}, match if >= {_cut(ot['match_at_least'])}; mismatch "
+            f"precision {_pct(ov['mismatch_precision'])}, recall {_pct(ov['mismatch_recall'])}, "
+            f"match precision {_pct(ov['match_precision'])}, unsure {_pct(ov['share_unsure'])}"
+        )
+    else:
+        print("  no order verifier: the validation photos' metadata has too few line items")
     return 0
 
 

@@ -1,9 +1,6 @@
-"""`bincount predict`: counts (and verdicts) for images, folders, CSV lists, s3 prefixes;
-`bincount orders`: an order list for a run's split, to measure the verdicts."""
+"""`bincount predict`: counts (and verdicts) for images, folders, CSV lists, s3 prefixes."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 
 def register(sub) -> None:
@@ -24,20 +21,6 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=("torch", "onnx"), help="local backend (torch)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=run)
-
-    o = sub.add_parser(
-        "orders",
-        help="write an order list (path, count, expected) for a run's split",
-        description="Pair each image of the run's split with the quantity an order states: "
-        "its true count, or (with probability --mismatch-rate) a count off by one. Feed it to "
-        "`bincount predict RUN orders.csv --expected-column expected` to measure the verdicts.",
-    )
-    o.add_argument("run", metavar="RUN")
-    o.add_argument("--split", default="test", choices=("train", "val", "test"))
-    o.add_argument("--mismatch-rate", type=float, default=0.2)
-    o.add_argument("--seed", type=int, default=0)
-    o.add_argument("--out", default="orders.csv")
-    o.set_defaults(func=run_orders)
 
 
 def run(args) -> int:
@@ -102,14 +85,3 @@ def _print_table(t: dict) -> None:
             f"{pct(t['mismatch_precision'])} | {pct(t['mismatch_recall'])} | "
             f"{pct(t['share_unsure'])} |"
         )
-
-
-def run_orders(args) -> int:
-    from bincount import evalset
-    from bincount.errors import BincountError
-
-    if not 0.0 <= args.mismatch_rate <= 1.0:
-        raise BincountError(f"--mismatch-rate {args.mismatch_rate} must be between 0 and 1")
-    out = evalset.write_orders(Path(args.run), args.split, args.out, args.mismatch_rate, args.seed)
-    print(f"wrote {out}")
-    return 0

@@ -49,7 +49,6 @@ os.environ.setdefault("BINCOUNT_ROOT", os.path.dirname(os.path.abspath(__file__)
 from bincount.sagemaker.endpoint import input_fn, model_fn, output_fn, predict_fn  # noqa: E402,F401
 '''
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-REGION_FLAG = "--region (or deploy.region in conf/serve.yaml)"
 
 
 def _package_dir() -> Path:
@@ -171,7 +170,11 @@ def deploy(
     """Package, upload and create model + endpoint config + endpoint. Returns their names."""
     from sagemaker.core import image_uris
 
-    region = regions.resolve(region or settings.get("region"), REGION_FLAG)
+    if region:
+        region = regions.resolve(region, "--region")
+    else:
+        where = "deploy.region in conf/serve.yaml"
+        region = regions.resolve(settings.get("region"), where, "--region (or deploy.region)")
     role = role or settings.get("role") or os.environ.get("SAGEMAKER_ROLE")
     if not role:
         raise BincountError(
@@ -238,26 +241,12 @@ def deploy(
     }
 
 
-def configured_region(given: str | None = None) -> str:
-    """The region by the project's rule (region.py): --region, then deploy.region in
-    conf/serve.yaml, then AWS_REGION, AWS_DEFAULT_REGION, the profile."""
-    if not given:
-        from omegaconf import OmegaConf
-
-        from bincount.config import config_dir
-
-        serve = config_dir() / "serve.yaml"
-        if serve.is_file():
-            given = OmegaConf.select(OmegaConf.load(serve), "deploy.region")
-    return regions.resolve(given, REGION_FLAG)
-
-
 def sagemaker_session(region: str | None = None):
     """The SDK's session (boto3 underneath: honours $AWS_ENDPOINT_URL and the usual config)."""
     import boto3
     from sagemaker.core.helper.session_helper import Session
 
-    boto = boto3.session.Session(region_name=configured_region(region))
+    boto = boto3.session.Session(region_name=regions.endpoint_region(region))
     return _aws("opening a SageMaker session", Session, boto)
 
 
@@ -268,7 +257,7 @@ def endpoint_invoker(name: str, region: str | None = None):
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    session = boto3.session.Session(region_name=configured_region(region))
+    session = boto3.session.Session(region_name=regions.endpoint_region(region))
     try:
         credentials = session.get_credentials()
     except BotoCoreError as e:
@@ -305,6 +294,7 @@ def endpoint_invoker(name: str, region: str | None = None):
                 f"endpoint {name} answered something that is not JSON: {raw[:200]!r}"
             ) from None
 
+    invoke.region = session.region_name
     return invoke
 
 

@@ -26,16 +26,15 @@ HOW = (
 def _check(region: str, source: str) -> str:
     region = region.strip()
     if not _NAME.match(region):
-        raise BincountError(
-            f"{source} gives the region {region!r}, which is not a region name like eu-west-1"
-        )
+        raise BincountError(f"{source} is {region!r}, not an AWS region name like eu-west-1")
     return region
 
 
-def resolve(given: str | None = None, flag: str = "--region") -> str:
-    """The region to use; `flag` names where `given` comes from, for the error messages."""
+def resolve(given: str | None, source: str = "--region", ask: str | None = None) -> str:
+    """The region to use. `source` names where `given` came from, `ask` how to give one (for
+    the error messages)."""
     if given:
-        return _check(str(given), flag)
+        return _check(str(given), source)
     for var in ENV_VARS:
         if os.environ.get(var, "").strip():
             return _check(os.environ[var], f"${var}")
@@ -47,5 +46,21 @@ def resolve(given: str | None = None, flag: str = "--region") -> str:
     except BotoCoreError as e:  # e.g. AWS_PROFILE names a profile the config lacks
         raise BincountError(f"cannot read your AWS profile ({e}): check AWS_PROFILE") from None
     if not region:
-        raise BincountError(f"no AWS region: pass {flag}, or {HOW}")
-    return _check(region, "your AWS profile")
+        raise BincountError(f"no AWS region: pass {ask or source}, or {HOW}")
+    return _check(region, "your AWS profile's region")
+
+
+def endpoint_region(given: str | None = None) -> str:
+    """The region of `bincount deploy`, `predict --endpoint` and `cleanup`: --region, then
+    deploy.region in conf/serve.yaml, then the environment and the profile."""
+    if given:
+        return resolve(given, "--region")
+    from omegaconf import OmegaConf
+
+    from bincount.config import config_dir
+
+    serve = config_dir() / "serve.yaml"
+    configured = None
+    if serve.is_file():
+        configured = OmegaConf.select(OmegaConf.load(serve), "deploy.region")
+    return resolve(configured, "deploy.region in conf/serve.yaml", "--region (or deploy.region)")

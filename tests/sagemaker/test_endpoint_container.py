@@ -158,6 +158,9 @@ def test_jpeg_png_and_json_bodies(container, photo, trained_run):
     assert answer["probabilities"] == pytest.approx(local["probabilities"], abs=1e-5)
     assert answer["model"]["version"] == local["model"]["version"]
 
+    image = frontend.invoke(photo, "application/x-image")
+    assert image.status == 200 and json.loads(image.body)["count"] == answer["count"]
+
     png = frontend.invoke(png_of(photo), "image/png", accept="*/*")
     assert png.status == 200 and png.content_type == "application/json", png.text
     assert json.loads(png.body)["count"] in model.counts

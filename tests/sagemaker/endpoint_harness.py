@@ -215,6 +215,61 @@ class Frontend:
         return peak
 
 
+class Runtime:
+    """InvokeEndpoint on 127.0.0.1 in front of a Frontend: this part is an emulation, not AWS's
+    code. It passes the body, Content-Type and Accept to the container and answers as the
+    SageMaker runtime documents it: the container's 2xx body, or a 424 ModelError carrying the
+    container's status and body (OriginalStatusCode, OriginalMessage)."""
+
+    def __init__(self, frontend: Frontend):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # /endpoints/NAME/invocations
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    answer = frontend.invoke(
+                        body, self.headers.get("Content-Type"), self.headers.get("Accept")
+                    )
+                if answer.status < 300:
+                    status, headers, data = answer.status, {}, answer.body
+                else:
+                    name = self.path.split("/")[2]
+                    status, headers = 424, {"x-amzn-ErrorType": "ModelError"}
+                    data = json.dumps(
+                        {
+                            "ErrorCode": "CLIENT_ERROR_FROM_MODEL",
+                            "Message": f"Received client error ({answer.status}) from primary "
+                            f"with message {answer.text!r}.",
+                            "OriginalStatusCode": answer.status,
+                            "OriginalMessage": answer.text,
+                            "LogStreamArn": f"arn:aws:logs:::log-group:/aws/sagemaker/{name}",
+                        }
+                    ).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", answer.content_type or "application/json")
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def peak_rss_mb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):

@@ -6,6 +6,7 @@ bodies and every bad body the local server refuses."""
 from __future__ import annotations
 
 import base64
+import csv
 import http.client
 import io
 import json
@@ -15,7 +16,14 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from endpoint_harness import Frontend, bincount_modules, bomb_jpeg, extract_model, imports_of
+from endpoint_harness import (
+    Frontend,
+    Runtime,
+    bincount_modules,
+    bomb_jpeg,
+    extract_model,
+    imports_of,
+)
 from packaging.requirements import Requirement
 from packaging.version import Version
 from PIL import Image
@@ -269,6 +277,35 @@ def test_bad_bodies_get_their_4xx_through_aws_code(container, photo):
     assert raw.status == 500 and "utf-8" in raw.text.splitlines()[0], raw.text[:500]
     # and the worker keeps serving
     assert frontend.invoke(photo, "image/jpeg").status == 200
+
+
+def test_predict_endpoint_through_the_container(container, abid, tmp_path, monkeypatch, capsys):
+    """`bincount predict --endpoint` (boto3's real InvokeEndpoint client) against the container:
+    a photo the container refuses (a truncated JPEG: only the model decodes it) is one row
+    with the container's status and message; the others are answered."""
+    from bincount import cli
+
+    photos = sorted((abid / "bin-images").glob("*.jpg"))[:2]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photos[0].read_bytes()[:4000])
+    runtime = Runtime(container.frontend)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", runtime.url)
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    out_csv = tmp_path / "endpoint.csv"
+    inputs = [str(photos[0]), str(broken), str(photos[1])]
+    options = ["--expected", "3", "--out", str(out_csv), "--region", REGION]
+    try:
+        code = cli.main(["predict", "--endpoint", "bincount-container", *inputs, *options])
+    finally:
+        runtime.close()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["predicted"] != "" for r in rows] == [True, False, True]
+    assert all(r["verdict"] in ("match", "mismatch", "unsure") for r in (rows[0], rows[2]))
+    assert rows[1]["error"].startswith("the endpoint answered 400: image does not decode")
+    assert "Traceback" not in rows[1]["error"] and f"skipped {broken}" in out
 
 
 def test_requirements_are_what_the_container_needs(container):

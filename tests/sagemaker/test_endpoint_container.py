@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import sys
+import time
 from importlib import metadata
 from types import SimpleNamespace
 
@@ -119,11 +120,17 @@ def container(moto_proxy, trained_run, tmp_path_factory):
         (request,) = recorder.sagemaker("CreateModel")
         archive = s3_read(out["model_data"].split(f"s3://{BUCKET}/", 1)[1])
     model_dir = extract_model(archive, root)
+    start = time.monotonic()
     frontend = Frontend(model_dir, request["PrimaryContainer"]["Environment"], root)
     try:
         loaded = frontend.load()
         yield SimpleNamespace(
-            frontend=frontend, loaded=loaded, model_dir=model_dir, request=request, out=out
+            frontend=frontend,
+            loaded=loaded,
+            load_s=time.monotonic() - start,
+            model_dir=model_dir,
+            request=request,
+            out=out,
         )
     finally:
         frontend.close()
@@ -348,5 +355,8 @@ def test_the_worker_fits_a_serverless_endpoint(container):
 
     peak = peak_rss_mb(container.frontend.proc.pid)
     memory = inference.settings()["deploy"]["serverless_memory_mb"]
-    print(f"worker peak RSS {peak} MB of the serverless endpoint's {memory} MB")
+    print(
+        f"worker started and loaded in {container.load_s:.1f} s; peak RSS {peak} MB of the "
+        f"serverless endpoint's {memory} MB"
+    )
     assert 0 < peak < memory

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from botocore.configprovider import BOTOCORE_DEFAUT_SESSION_VARIABLES
+from sm_moto import aws_env
 
 from bincount import cli
 from bincount.errors import BincountError
@@ -47,6 +48,9 @@ def profile_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing leaves the machine
+    sdk = aws_env("http://127.0.0.1:9", tmp_path)  # the SageMaker SDK's telemetry off
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", sdk["SAGEMAKER_USER_CONFIG_OVERRIDE"])
     return monkeypatch
 
 

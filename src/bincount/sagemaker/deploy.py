@@ -303,7 +303,8 @@ def model_error(response: dict) -> str:
     inference toolkit appends a traceback to every error body)."""
     status = response.get("OriginalStatusCode", "?")
     message = str(response.get("OriginalMessage") or response.get("Error", {}).get("Message"))
-    return f"the endpoint answered {status}: {message.strip().splitlines()[0][:500]}"
+    first = (message.strip().splitlines() or ["(no message)"])[0]
+    return f"the endpoint answered {status}: {first[:500]}"
 
 
 def invoke_json(name: str, body: bytes, region: str | None = None) -> dict:

@@ -186,8 +186,8 @@ def predict_endpoint(invoke: Callable[[bytes], dict], items: list[Item], expecte
             expected = _expected(item, expected_column)
             if expected is not None:
                 body["expected"] = expected
-            answers.append(invoke(json.dumps(body).encode()))
-        except BincountError as e:  # a bad image here, or the endpoint's error for this one
+            answers.append(invoke(json.dumps(body).encode()))  # or {"error": its refusal}
+        except inference.InputError as e:  # a bad image here; any other error stops the run
             answers.append({"error": str(e)})
     return answers
 

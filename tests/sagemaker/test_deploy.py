@@ -1,6 +1,6 @@
 """Deploy, invoke and delete against moto's SageMaker on 127.0.0.1, checked by the requests
-it receives (the recording proxy of sm_moto.py in front of it), and the packed archive run as
-the PyTorch container would run it."""
+it receives (the recording proxy of sm_moto.py in front of it). The packed archive served by
+AWS's container code: test_endpoint_container.py."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import csv
 import http.client
 import io
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from urllib.parse import urlsplit
 
@@ -150,54 +147,6 @@ def test_realtime_deploy_of_a_training_jobs_archive(aws, trained_run, capsys):
     assert "ServerlessConfig" not in variant
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert "jobs/j1/output/bincount-rt/model.tar.gz" in keys
-
-
-@pytest.mark.slow  # a fresh interpreter importing torch, timm and Lightning: ~40 s here
-def test_the_packed_archive_serves_like_the_container(trained_run, abid, tmp_path):
-    """Unpack model.tar.gz and call code/inference.py's four functions in a fresh interpreter
-    that sees only the archive's code (as SageMaker's PyTorch container does)."""
-    archive = deploy.package(trained_run, tmp_path / "model.tar.gz")
-    model_dir = tmp_path / "opt-ml-model"
-    with tarfile.open(archive) as tar:
-        names = tar.getnames()
-        tar.extractall(model_dir, filter="data")
-    for name in (
-        "checkpoints/best.ckpt",
-        "config.yaml",
-        "code/inference.py",
-        "code/bincount/inference.py",
-        "code/conf/serve.yaml",
-        "code/requirements.txt",
-    ):
-        assert name in names
-    assert "timm==" in (model_dir / "code" / "requirements.txt").read_text()
-    script = (
-        "import json, sys, bincount, inference\n"
-        "assert bincount.__file__.startswith(sys.argv[1]), bincount.__file__\n"
-        "model = inference.model_fn(sys.argv[2])\n"
-        "data = inference.input_fn(open(sys.argv[3], 'rb').read(), 'image/jpeg')\n"
-        "print(inference.output_fn(inference.predict_fn(data, model), 'application/json'))\n"
-    )
-    code_dir = model_dir / "code"
-    env = {k: v for k, v in os.environ.items() if k not in ("BINCOUNT_ROOT", "PYTHONPATH")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import sys; sys.path.insert(0, {str(code_dir)!r})\n" + script,
-            str(code_dir),
-            str(model_dir),
-            str(abid / "bin-images" / "01843.jpg"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    answer = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert answer["count"] in (1, 2, 3, 4, 5)
 
 
 def test_deploy_says_what_is_missing(aws, trained_run, monkeypatch):

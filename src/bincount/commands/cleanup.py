@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         description=__doc__,
     )
     p.add_argument("--endpoint", metavar="NAME", help="only this endpoint, its config and model")
-    p.add_argument("--region", help="AWS region (default: AWS_REGION / your profile)")
+    p.add_argument("--region", help="AWS region (default: deploy.region, AWS_REGION, profile)")
     p.add_argument("--yes", action="store_true", help="delete without asking")
     p.set_defaults(func=run)
 

@@ -19,6 +19,7 @@ def register(sub) -> None:
     kind.add_argument("--instance-type", help="real-time endpoint on this instance type")
     p.add_argument("--role", help="IAM role ARN for the endpoint ($SAGEMAKER_ROLE)")
     p.add_argument("--wait", action="store_true", help="wait until the endpoint is InService")
+    p.add_argument("--region", help="AWS region (default: deploy.region, AWS_REGION, profile)")
     p.set_defaults(func=run)
 
 
@@ -35,6 +36,7 @@ def run(args) -> int:
         instance_type=args.instance_type,
         role=args.role,
         wait=args.wait,
+        region=args.region,
     )
     where = "serverless" if out["serverless"] else out["instance_type"]
     print(

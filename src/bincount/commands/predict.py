@@ -15,6 +15,7 @@ def register(sub) -> None:
     p.add_argument("args", nargs="+", metavar="CKPT_OR_RUN PATH", help="model, then inputs")
     p.add_argument("--out", default="predictions.csv", help="CSV to write (predictions.csv)")
     p.add_argument("--endpoint", help="query this SageMaker endpoint instead of a local model")
+    p.add_argument("--region", help="the endpoint's AWS region (deploy.region, AWS_REGION...)")
     p.add_argument("--expected-column", help="CSV column with the quantity the order states")
     p.add_argument("--truth-column", help="CSV column with the true count (default: count)")
     p.add_argument("--expected", type=int, help="one expected quantity for every image")
@@ -42,11 +43,10 @@ def run(args) -> int:
             item.columns["expected"] = str(args.expected)
     batch.check_column(items, column)
     if args.endpoint:
-        from bincount.sagemaker.deploy import invoke_json
+        from bincount.sagemaker.deploy import endpoint_invoker
 
-        answers = batch.predict_endpoint(
-            lambda body: invoke_json(args.endpoint, body), items, column
-        )
+        invoke = endpoint_invoker(args.endpoint, args.region)  # no credentials: one error here
+        answers = batch.predict_endpoint(invoke, items, column)
         counts = sorted({int(c) for a in answers for c in a.get("probabilities", {})})
     else:
         model = inference.model_fn(args.args[0], backend=args.backend)

@@ -4,8 +4,10 @@ Launch side (no torch, no models; the SageMaker SDK imported only when submittin
 `overrides` (which command-line overrides travel as hyperparameters), `spec` (the job from the
 config, checked before any call), `hpo` (the search space), `prices` (cost estimate), `bundle`
 (the source uploaded), `submit` (the SDK calls), `launcher` (all of it, for launch_sagemaker.py),
-`cleanup` (delete what costs money), `tags`.
-Container side: `bridge` (hyperparameters + SM_* environment -> config -> bincount.train.train),
+`cleanup` (delete what costs money), `deploy` (endpoints), `region` (the one region rule),
+`tags`.
+Container side: `endpoint` (the four serving functions as the inference container calls
+them), `bridge` (hyperparameters + SM_* environment -> config -> bincount.train.train),
 `rank_record` (what each process trained on, for checking a distributed run), `multihost` (DDP
 that keeps checkpoints on every host's disk).
 """

@@ -23,14 +23,17 @@ class Resource:
 
 
 def client(region: str | None = None):
+    """SageMaker's client in the region of the project's rule (region.endpoint_region)."""
     import boto3
     from botocore.exceptions import BotoCoreError
 
+    from bincount.sagemaker.region import endpoint_region
+
+    region = endpoint_region(region)
     try:
         return boto3.client("sagemaker", region_name=region)
     except BotoCoreError as e:
-        hint = "pass --region or set AWS_REGION"
-        raise BincountError(f"cannot talk to SageMaker ({e}): {hint}") from None
+        raise BincountError(f"cannot talk to SageMaker in {region} ({e})") from None
 
 
 def _listing(sm, kind: str):

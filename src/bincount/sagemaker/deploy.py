@@ -24,25 +24,29 @@ import time
 from pathlib import Path
 
 from bincount.errors import BincountError
+from bincount.sagemaker import region as regions
 from bincount.sagemaker.tags import project_tags
 
 log = logging.getLogger(__name__)
 
 RUN_FILES = ("config.yaml", "metrics.json", "calibration.json")
-# What the container installs on top of its PyTorch (names looked up in requirements.txt).
+# What the container installs on top of its PyTorch, pinned as in requirements.txt: what the
+# serving modules import that the PyTorch inference DLC lacks (test_endpoint_container.py).
 CONTAINER_PACKAGES = (
     "timm",
+    "huggingface_hub",
     "pytorch-lightning",
     "lightning-utilities",
     "torchmetrics",
     "omegaconf",
 )
-SHIM = '''"""SageMaker's entry point: bincount.inference's four functions (packed beside it)."""
+SHIM = '''"""SageMaker's entry point: bincount's four functions (packed beside it), in the shape
+the PyTorch container's inference toolkit calls them (bincount.sagemaker.endpoint)."""
 import os
 
 os.environ.setdefault("BINCOUNT_ROOT", os.path.dirname(os.path.abspath(__file__)))
 
-from bincount.inference import input_fn, model_fn, output_fn, predict_fn  # noqa: E402,F401
+from bincount.sagemaker.endpoint import input_fn, model_fn, output_fn, predict_fn  # noqa: E402,F401
 '''
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -161,11 +165,16 @@ def deploy(
     instance_type: str | None = None,
     role: str | None = None,
     wait: bool = False,
+    region: str | None = None,
 ) -> dict:
     """Package, upload and create model + endpoint config + endpoint. Returns their names."""
     from sagemaker.core import image_uris
 
-    region = os.environ.get("AWS_DEFAULT_REGION") or settings["region"]
+    if region:
+        region = regions.resolve(region, "--region")
+    else:
+        where = "deploy.region in conf/serve.yaml"
+        region = regions.resolve(settings.get("region"), where, "--region (or deploy.region)")
     role = role or settings.get("role") or os.environ.get("SAGEMAKER_ROLE")
     if not role:
         raise BincountError(
@@ -237,28 +246,70 @@ def sagemaker_session(region: str | None = None):
     import boto3
     from sagemaker.core.helper.session_helper import Session
 
-    region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-    return _aws("opening a SageMaker session", Session, boto3.session.Session(region_name=region))
+    boto = boto3.session.Session(region_name=regions.endpoint_region(region))
+    return _aws("opening a SageMaker session", Session, boto)
+
+
+def endpoint_invoker(name: str, region: str | None = None):
+    """`invoke(json_body) -> answer` for an endpoint. Missing credentials, a wrong region or
+    endpoint name raise BincountError once, here or at the first call; an image the endpoint
+    refuses (its 4xx) comes back as {"error": ...} for that image alone."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    session = boto3.session.Session(region_name=regions.endpoint_region(region))
+    try:
+        credentials = session.get_credentials()
+    except BotoCoreError as e:
+        raise BincountError(f"cannot read your AWS credentials ({e})") from None
+    if credentials is None:
+        raise BincountError(
+            f"no AWS credentials to invoke endpoint {name}: run `aws configure`, set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+        )
+    runtime = session.client("sagemaker-runtime")
+
+    def invoke(body: bytes) -> dict:
+        try:
+            out = runtime.invoke_endpoint(
+                EndpointName=name,
+                Body=body,
+                ContentType="application/json",
+                Accept="application/json",
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ModelError":
+                raise BincountError(
+                    f"invoking endpoint {name} in {session.region_name} failed ({e}): check the "
+                    "name (`bincount cleanup` lists this project's endpoints) and the region"
+                ) from None
+            return {"error": model_error(e.response)}
+        except BotoCoreError as e:  # no network, bad endpoint URL, expired credentials
+            raise BincountError(f"invoking endpoint {name} failed ({e})") from None
+        raw = out["Body"].read()
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BincountError(
+                f"endpoint {name} answered something that is not JSON: {raw[:200]!r}"
+            ) from None
+
+    invoke.region = session.region_name
+    return invoke
+
+
+def model_error(response: dict) -> str:
+    """The endpoint's refusal in one line: its status and the first line of its message (the
+    inference toolkit appends a traceback to every error body)."""
+    status = response.get("OriginalStatusCode", "?")
+    message = str(response.get("OriginalMessage") or response.get("Error", {}).get("Message"))
+    first = (message.strip().splitlines() or ["(no message)"])[0]
+    return f"the endpoint answered {status}: {first[:500]}"
 
 
 def invoke_json(name: str, body: bytes, region: str | None = None) -> dict:
-    """POST a JSON body to an endpoint; its JSON answer (or BincountError with its error)."""
-    runtime = sagemaker_session(region).sagemaker_runtime_client
-    out = _aws(
-        f"invoking endpoint {name}",
-        runtime.invoke_endpoint,
-        EndpointName=name,
-        Body=body,
-        ContentType="application/json",
-        Accept="application/json",
-    )
-    raw = out["Body"].read()
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BincountError(
-            f"endpoint {name} answered something that is not JSON: {raw[:200]!r}"
-        ) from None
+    """POST a JSON body to an endpoint; its JSON answer, or {"error": ...} if it refused it."""
+    return endpoint_invoker(name, region)(body)
 
 
 def delete(name: str, region: str | None = None) -> list[str]:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from bincount.data.sources import is_s3_uri
 from bincount.errors import BincountError
 from bincount.sagemaker import hpo, prices
+from bincount.sagemaker import region as regions
 from bincount.sagemaker.tags import project_tags
 
 ENTRY_SCRIPT = "sagemaker_entry.py"
@@ -207,19 +208,7 @@ class JobSpec:
 
 
 def resolve_region(configured: str | None) -> str:
-    if configured:
-        return str(configured)
-    import os
-
-    import boto3  # reads AWS_DEFAULT_REGION and the profile's region; no call is made
-
-    region = os.environ.get("AWS_REGION") or boto3.session.Session().region_name
-    if not region:
-        raise BincountError(
-            "no AWS region: set sagemaker.region=eu-west-1 (or AWS_REGION, or a region in your "
-            "AWS profile)"
-        )
-    return region
+    return regions.resolve(configured, "sagemaker.region", "sagemaker.region=eu-west-1")
 
 
 def image_uri(sm: DictConfig, region: str, gpus: int) -> str:

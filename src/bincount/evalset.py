@@ -7,7 +7,6 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from bincount.data import sources
 from bincount.errors import BincountError
 
 
@@ -29,10 +28,8 @@ def split_items(run: Path, split: str) -> list[tuple[Path, int]]:
     ds = datamodule.datasets[split]
     if not len(ds):
         raise BincountError(f"the {split} split of {run} is empty: nothing to evaluate")
-    return [
-        (sources.image_path(datamodule.folder, image_id), datamodule.counts[t])
-        for image_id, t in zip(ds.ids, ds.targets, strict=True)
-    ]
+    # each photo from its own source (a run's data may list several)
+    return [(path, datamodule.counts[t]) for path, t in zip(ds.paths, ds.targets, strict=True)]
 
 
 def write_orders(run: Path, split: str, out, mismatch_rate: float, seed: int) -> Path:

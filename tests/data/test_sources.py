@@ -169,3 +169,19 @@ def test_a_local_folder_and_an_s3_source_make_one_dataset(
     for r in dm.rows:
         by_source.setdefault(r.source, set()).add(r.id)
     assert by_source == {str(folder.resolve()): set(local_ids), str(dm.folders[1]): set(s3_ids)}
+
+
+def test_split_channels_of_several_sources_read_each_photo_from_its_source(abid, tmp_path):
+    from bincount.data import upload
+
+    ids = all_ids(abid)[5::150]
+    first = add_photos(abid, tmp_path / "a", ids[:6])
+    second = add_photos(abid, tmp_path / "b", ids[6:])
+    path, rows = manifest.load_or_build([first, second], tmp_path / "cache", COUNTS, FRACTIONS, 1)
+    images = {
+        item.key.rsplit("/", 1)[-1]: item.path
+        for item in upload.split_items(first, path)
+        if "/bin-images/" in item.key
+    }
+    assert len(images) == len(rows) == len(ids)
+    assert {images[f"{i}.jpg"].parent.parent for i in ids[6:]} == {second.resolve()}

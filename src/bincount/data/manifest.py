@@ -189,7 +189,11 @@ def build(
             duplicates.append((image_id, chosen[image_id][0].folder, src.folder))
         else:
             chosen[image_id] = (src, count)
-    skipped = [(i, r) for i, reasons in broken.items() for r in reasons]
+    skipped = [
+        (i, r if i not in chosen else f"{r} (read from {chosen[i][0].folder} instead)")
+        for i, reasons in broken.items()
+        for r in reasons
+    ]
     if wanted is not None and len(ranked) > 1:
         listed = {i for _, i in jobs}
         skipped += [(i, f"{i}: in none of the sources") for i in wanted if i not in listed]

@@ -66,14 +66,8 @@ _SOURCE_HINT = (
 
 def parse_sources(setting) -> list[Source]:
     """The sources of a `data.source` setting (a string, or a list of strings and mappings)."""
-    if isinstance(setting, str | Path):
-        items = [setting]
-    elif isinstance(setting, Sequence) and not isinstance(setting, bytes):
-        items = list(setting)
-    elif isinstance(setting, Mapping):
-        items = [setting]
-    else:
-        items = [setting]
+    is_list = isinstance(setting, Sequence) and not isinstance(setting, str | bytes)
+    items = list(setting) if is_list else [setting]
     if not items:
         raise BincountError(f"data.source is an empty list: {_SOURCE_HINT}")
     out: list[Source] = []

@@ -39,13 +39,31 @@ def ids_by_count(folder: Path) -> dict[int, list[str]]:
     return out
 
 
+def balanced_ids(ids: list[str], n: int, seed: int = 42) -> list[str]:
+    """n of `ids` that the manifest's 60/20/20 split with `seed` (a hash of each id) divides
+    exactly: round(n/5) val, as many test, the rest train. Splits are binomial per photo, so
+    a tiny source of the first ids would have splits of any size (even none of a count)."""
+    from bincount.data.manifest import split_of
+
+    want = {"val": round(n * 0.2), "test": round(n * 0.2)}
+    want["train"] = n - want["val"] - want["test"]
+    out = []
+    for image_id in ids:
+        split = split_of(image_id, seed, (0.6, 0.2, 0.2))
+        if want[split]:
+            want[split] -= 1
+            out.append(image_id)
+    return out
+
+
 def make_source(abid: Path, dest: Path, per_count: int, counts=(1, 2, 3, 4, 5)) -> Path:
-    """A folder in the bucket layout with `per_count` real images of each count (copies)."""
+    """A folder in the bucket layout with `per_count` real images of each count (copies), which
+    the default split (seed 42, 60/20/20) divides 60/20/20 within each count."""
     (dest / "bin-images").mkdir(parents=True, exist_ok=True)
     (dest / "metadata").mkdir(parents=True, exist_ok=True)
     groups = ids_by_count(abid)
     for count in counts:
-        for image_id in groups[count][:per_count]:
+        for image_id in balanced_ids(groups[count], per_count):
             shutil.copy(abid / "bin-images" / f"{image_id}.jpg", dest / "bin-images")
             shutil.copy(abid / "metadata" / f"{image_id}.json", dest / "metadata")
     return dest

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from bincount.data import sources
 from bincount.errors import BincountError
+
+log = logging.getLogger(__name__)
 
 
 def split_items(run: Path, split: str) -> list[tuple[Path, int]]:
@@ -22,6 +24,14 @@ def split_items(run: Path, split: str) -> list[tuple[Path, int]]:
     cfg = OmegaConf.load(config)
     if "data" not in cfg:
         raise BincountError(f"{config} has no data section: is it a bincount run?")
+    if "resize" not in cfg.data:  # written before splits were a hash of id and seed
+        log.warning(
+            "%s was trained before splits became a hash of id and seed: its %s split is made "
+            "with today's rule and may hold photos it trained on; retrain it, or evaluate on "
+            "photos it never saw (--data)",
+            run,
+            split,
+        )
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     if split not in datamodule.datasets:
@@ -29,7 +39,6 @@ def split_items(run: Path, split: str) -> list[tuple[Path, int]]:
     ds = datamodule.datasets[split]
     if not len(ds):
         raise BincountError(f"the {split} split of {run} is empty: nothing to evaluate")
-    return [
-        (sources.image_path(datamodule.folder, image_id), datamodule.counts[t])
-        for image_id, t in zip(ds.ids, ds.targets, strict=True)
-    ]
+    # each photo from its own source (a run's data may list several)
+    return [(path, datamodule.counts[t]) for path, t in zip(ds.paths, ds.targets, strict=True)]
+

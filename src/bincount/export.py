@@ -87,7 +87,7 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = N
         "checkpoint": str(ckpt),
         "preprocess": dict(module.preprocess),
         "counts": [int(c) for c in module.counts],
-        "input": "image: float32 (batch, 3, S, S), letterboxed and normalised as `preprocess`",
+        "input": "image: float32 (batch, 3, S, S), made square and normalised as `preprocess`",
         "output": "logits: float32 (batch, len(counts)); softmax(logits / temperature)",
         "opset": OPSET,
     }

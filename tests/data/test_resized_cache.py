@@ -28,9 +28,13 @@ def ids_of(folder):
     return sorted(p.stem for p in (folder / "bin-images").glob("*.jpg"))
 
 
+def images(folder, ids):
+    return [(i, folder / "bin-images" / f"{i}.jpg") for i in ids]
+
+
 def test_cache_holds_the_letterboxed_pixels_and_is_reused(source, tmp_path):
     ids = ids_of(source)[:6]
-    path = resized.ensure(source, ids, SIZE, FILL, tmp_path / "cache")
+    path = resized.ensure(images(source, ids), SIZE, FILL, tmp_path / "cache")
     cache = resized.ResizedImages(path)
     assert len(cache) == 6 and cache.size == SIZE
     for image_id in ids:
@@ -39,40 +43,54 @@ def test_cache_holds_the_letterboxed_pixels_and_is_reused(source, tmp_path):
         )
         assert np.array_equal(np.asarray(cache.image(image_id)), np.asarray(expected))
     mtime = (path / resized.ARRAY).stat().st_mtime_ns
-    assert resized.ensure(source, ids, SIZE, FILL, tmp_path / "cache") == path
+    assert resized.ensure(images(source, ids), SIZE, FILL, tmp_path / "cache") == path
     assert (path / resized.ARRAY).stat().st_mtime_ns == mtime  # reused, not rebuilt
 
 
 def test_another_size_is_another_cache(source, tmp_path):
     ids = ids_of(source)[:3]
-    a = resized.ensure(source, ids, SIZE, FILL, tmp_path / "cache")
-    b = resized.ensure(source, ids, 32, FILL, tmp_path / "cache")
+    a = resized.ensure(images(source, ids), SIZE, FILL, tmp_path / "cache")
+    b = resized.ensure(images(source, ids), 32, FILL, tmp_path / "cache")
     assert a != b and resized.ResizedImages(b).size == 32
     assert resized.ResizedImages(a).size == SIZE
 
 
 def test_a_changed_source_image_rebuilds_the_cache(source, tmp_path):
     ids = ids_of(source)[:3]
-    path = resized.ensure(source, ids, SIZE, FILL, tmp_path / "cache")
+    path = resized.ensure(images(source, ids), SIZE, FILL, tmp_path / "cache")
     before = np.asarray(resized.ResizedImages(path).image(ids[0])).copy()
     # Replace the first image by the second one (a re-fetched file): same id, new pixels.
     first = source / "bin-images" / f"{ids[0]}.jpg"
     shutil.copy(source / "bin-images" / f"{ids[1]}.jpg", first)
     os.utime(first, ns=(1, 1))
-    assert resized.ensure(source, ids, SIZE, FILL, tmp_path / "cache") == path
+    assert resized.ensure(images(source, ids), SIZE, FILL, tmp_path / "cache") == path
     after = np.asarray(resized.ResizedImages(path).image(ids[0]))
     assert not np.array_equal(before, after)
     assert np.array_equal(after, np.asarray(resized.ResizedImages(path).image(ids[1])))
+
+
+def test_squash_is_another_cache_with_the_squashed_pixels(source, tmp_path):
+    ids = ids_of(source)[:3]
+    boxed = resized.ensure(images(source, ids), SIZE, FILL, tmp_path / "cache")
+    path = resized.ensure(images(source, ids), SIZE, FILL, tmp_path / "cache", resize="squash")
+    assert path != boxed
+    for image_id in ids:
+        im = transforms.open_rgb(source / "bin-images" / f"{image_id}.jpg", SIZE)
+        expected = np.asarray(transforms.Squash(SIZE)(im))
+        got = np.asarray(resized.ResizedImages(path).image(image_id))
+        assert np.array_equal(got, expected)
+        assert not np.array_equal(got, np.asarray(resized.ResizedImages(boxed).image(image_id)))
 
 
 def test_a_missing_image_is_a_clear_error(source, tmp_path):
     ids = ids_of(source)[:2]
     (source / "bin-images" / f"{ids[0]}.jpg").unlink()
     with pytest.raises(BincountError, match="is missing"):
-        resized.ensure(source, ids, SIZE, FILL, tmp_path / "cache")
+        resized.ensure(images(source, ids), SIZE, FILL, tmp_path / "cache")
 
 
-def test_datamodule_gives_the_same_tensors_with_and_without_the_cache(source, tmp_path):
+@pytest.mark.parametrize("resize", ["letterbox", "squash"])
+def test_datamodule_gives_the_same_tensors_with_and_without_the_cache(source, tmp_path, resize):
     def batches(cached: bool):
         dm = BinDataModule(
             str(source),
@@ -83,6 +101,7 @@ def test_datamodule_gives_the_same_tensors_with_and_without_the_cache(source, tm
             mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5),
             resized_cache=cached,
+            resize=resize,
         )
         dm.prepare_data()
         dm.setup()

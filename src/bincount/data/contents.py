@@ -49,10 +49,15 @@ def figures(meta: dict) -> list[float]:
 
 def load(folder: Path, ids: list[str]) -> torch.Tensor:
     """(len(ids), 3) figures of the images' metadata files; a file that cannot be read is NaN."""
+    return load_paths(ids, [sources.image_path(folder, i) for i in ids])
+
+
+def load_paths(ids: list[str], images: list[Path]) -> torch.Tensor:
+    """`load` for photos of several sources: each id's metadata beside its image's folder."""
     rows = []
-    for image_id in ids:
+    for image_id, image in zip(ids, images, strict=True):
         try:
-            meta = json.loads(sources.metadata_path(folder, image_id).read_bytes())
+            meta = json.loads(sources.metadata_path(image.parent.parent, image_id).read_bytes())
         except (OSError, ValueError):
             meta = {}
         rows.append(figures(meta if isinstance(meta, dict) else {}))

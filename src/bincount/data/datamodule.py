@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class BinImages(Dataset):
-    """(image tensor, class index) for manifest rows; class = index of the count in `counts`."""
+    """(image tensor, class index) for manifest rows; class = index of the count in `counts`.
+    Each row's photo is read from its source (`row.source`; `folder` for rows without one)."""
 
     def __init__(
         self,
@@ -31,6 +32,7 @@ class BinImages(Dataset):
         self.folder = folder
         self.cache = cache
         self.ids = [r.id for r in rows]
+        self.paths = [sources.image_path(Path(r.source or folder), r.id) for r in rows]
         index = {c: i for i, c in enumerate(counts)}
         self.targets = [index[r.count] for r in rows]
         self.transform = transform
@@ -42,10 +44,10 @@ class BinImages(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int):
-        if self.cache is not None:  # already letterboxed: the transform's Letterbox is a no-op
+        if self.cache is not None:  # already resized: the transform's Letterbox/Squash is a no-op
             im = self.cache.image(self.ids[i])
         else:
-            im = transforms.open_rgb(sources.image_path(self.folder, self.ids[i]), self.size)
+            im = transforms.open_rgb(self.paths[i], self.size)
         if self.aux is not None:
             return self.transform(im), self.targets[i], self.aux[i]
         return self.transform(im), self.targets[i]
@@ -54,7 +56,7 @@ class BinImages(Dataset):
 class BinDataModule(pl.LightningDataModule):
     def __init__(
         self,
-        source: str,
+        source,
         cache_dir: str,
         counts: list[int] = (1, 2, 3, 4, 5),
         file_list: str | None = None,
@@ -73,9 +75,12 @@ class BinDataModule(pl.LightningDataModule):
         balanced: bool = False,
         train_fraction: float = 1.0,
         aux: bool = False,
+        resize: str = "letterbox",
     ):
         super().__init__()
-        self.source = str(source)
+        # A folder or s3:// URI, or a list of them (sources.parse_sources: squashed copies too).
+        self.sources = sources.parse_sources(source)
+        self.source = source
         self.cache_dir = Path(cache_dir)
         self.counts = sorted(int(c) for c in counts)
         if not self.counts:
@@ -90,7 +95,7 @@ class BinDataModule(pl.LightningDataModule):
         self.jitter = jitter
         self.rotate = bool(rotate)
         self.max_per_split = max_per_split
-        self.preprocess = transforms.preprocess_spec(image_size, mean, std)
+        self.preprocess = transforms.preprocess_spec(image_size, mean, std, resize)
         self.resized_cache = bool(resized_cache)
         self.train_on = tuple(train_on)
         bad = [s for s in self.train_on if s not in ("train", "val")]
@@ -108,7 +113,8 @@ class BinDataModule(pl.LightningDataModule):
                 "(0, 1], e.g. 0.5 for a point of a learning curve"
             )
         self.cache: resized.ResizedImages | None = None
-        self.folder: Path | None = None
+        self.folder: Path | None = None  # the first source's folder
+        self.folders: list[Path] = []
         self.rows: list[manifest.Row] = []
         self.manifest_path: Path | None = None
         self.datasets: dict[str, BinImages] = {}
@@ -118,21 +124,32 @@ class BinDataModule(pl.LightningDataModule):
         self._load()
 
     def _load(self) -> None:
-        folder = sources.resolve_source(self.source, self.cache_dir)
+        located = [
+            manifest.Located(sources.resolve_source(s.path, self.cache_dir), s.squashed)
+            for s in self.sources
+        ]
+        folders = [s.folder for s in located]
         file_list = None
         if self.file_list:
             file_list = Path(self.file_list)
             if not file_list.is_absolute() and not file_list.exists():
-                file_list = folder / file_list
+                # a relative list is looked up in the sources, the first that has it
+                found = [f / file_list for f in folders if (f / file_list).exists()]
+                file_list = found[0] if found else folders[0] / file_list
         self.manifest_path, self.rows = manifest.load_or_build(
-            folder, self.cache_dir, self.counts, self.split, self.seed, file_list
+            located, self.cache_dir, self.counts, self.split, self.seed, file_list
         )
-        self.folder = folder
+        self.folder, self.folders = folders[0], folders
         if self.resized_cache:
-            ids = [r.id for r in self.rows]
-            size = self.preprocess["image_size"]
+            images = [
+                (r.id, sources.image_path(Path(r.source or folders[0]), r.id)) for r in self.rows
+            ]
             path = resized.ensure(
-                folder, ids, size, transforms.letterbox_fill(self.preprocess), self.cache_dir
+                images,
+                self.preprocess["image_size"],
+                transforms.letterbox_fill(self.preprocess),
+                self.cache_dir,
+                resize=transforms.resize_mode(self.preprocess),
             )
             self.cache = resized.ResizedImages(path)
 
@@ -157,7 +174,8 @@ class BinDataModule(pl.LightningDataModule):
         sizes = {s: len(d) for s, d in self.datasets.items()}
         if not sizes["train"]:
             raise BincountError(f"the train split is empty ({sizes}): use more data")
-        log.info("data %s: %s (manifest %s)", self.folder, sizes, self.manifest_path)
+        where = ", ".join(map(str, self.folders))
+        log.info("data %s: %s (manifest %s)", where, sizes, self.manifest_path)
         if "val" in self.train_on:
             log.warning(
                 "data.train_on=%s: the val split is trained on, so val figures are optimistic; "
@@ -168,7 +186,7 @@ class BinDataModule(pl.LightningDataModule):
     def _attach_contents(self) -> None:
         """Give every dataset the metadata's auxiliary targets, standardised on train."""
         names = list(self.datasets)
-        raw = [contents.load(self.folder, self.datasets[n].ids) for n in names]
+        raw = [contents.load_paths(self.datasets[n].ids, self.datasets[n].paths) for n in names]
         for name, aux in zip(names, contents.standardise(*raw), strict=True):
             self.datasets[name].aux = aux
 

@@ -1,9 +1,17 @@
-"""The manifest: (id, count, split) for every usable image of a source, built once and reused.
+"""The manifest: (id, count, split, source) for every usable image of the sources, built once.
 
 Building it reads every metadata file, decodes every image once (at reduced size) to catch
-corrupt or truncated JPEGs, and makes a stratified split that depends only on the seed. The
-result is written beside the data cache under a name derived from the settings, so every run
-and every sweep trial with the same settings reads the same split.
+corrupt or truncated JPEGs, and gives each photo a split by a stable hash of its id and the seed
+(`split_of`): adding or removing photos never moves another photo between splits. The result is
+written beside the data cache under a name derived from the sources and the settings, with a
+record of what the sources held (`<name>.sources.json`: per source, how many files and a hash of
+their names, sizes and mtimes). A run whose sources no longer match that record rebuilds the
+manifest and logs why; one whose sources are unchanged reads it.
+
+Several sources make one manifest. An id held by several is kept once: from an original source
+before a squashed one (resized copies, `{path: ..., squashed: true}` in `data.source`), else
+from the first listed. Photos of a squashed source are training photos only: validation and test
+are original photos.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import hashlib
 import io
 import json
 import logging
-import random
+import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,10 +31,14 @@ from PIL import Image
 
 from bincount.data import sources
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_text
+from bincount.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+
+
+FORMAT = 2
+COLUMNS = ["id", "count", "split", "source"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,21 @@ class Row:
     id: str
     count: int
     split: str
+    source: str = ""  # the folder the photo is read from ("" in manifests of one folder, v1)
+
+
+@dataclass(frozen=True)
+class Located:
+    """A source as the manifest sees it: a local folder in the bucket layout."""
+
+    folder: Path
+    squashed: bool = False
+
+
+def _located(where) -> list[Located]:
+    """A folder, a Located, or a list of either."""
+    items = where if isinstance(where, list | tuple) else [where]
+    return [w if isinstance(w, Located) else Located(Path(w)) for w in items]
 
 
 def read_count(path: Path) -> int:
@@ -89,111 +116,239 @@ def _check(folder: Path, image_id: str) -> tuple[str, int | None, str | None]:
         return image_id, None, str(e)
 
 
-def stratified_split(
-    labelled: dict[str, int], fractions: tuple[float, float, float], seed: int
-) -> list[Row]:
-    """Split each count's ids by the fractions (train, val, test), the same for the same seed."""
+def _check_fractions(fractions) -> tuple[float, float, float]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise BincountError(
             f"data.split={list(fractions)} must be three fractions (train, val, test) summing to 1"
         )
-    by_count: dict[int, list[str]] = defaultdict(list)
-    for image_id, count in labelled.items():
-        by_count[count].append(image_id)
-    rows = []
-    for count in sorted(by_count):
-        ids = sorted(by_count[count])
-        random.Random(f"{seed}-{count}").shuffle(ids)
-        n_val = round(len(ids) * fractions[1])
-        n_test = round(len(ids) * fractions[2])
-        n_train = len(ids) - n_val - n_test
-        for i, image_id in enumerate(ids):
-            split = "train" if i < n_train else "val" if i < n_train + n_val else "test"
-            rows.append(Row(image_id, count, split))
+    return tuple(float(f) for f in fractions)
+
+
+def split_of(image_id: str, seed: int, fractions: tuple[float, float, float]) -> str:
+    """The split of one photo: sha256("seed:id") as a number in [0, 1) against the fractions.
+
+    It depends on nothing but the id and the seed, so adding photos moves no other photo. Each
+    count is split by the fractions only approximately (binomially: about +-sqrt(n f (1-f)))."""
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
+
+
+def assign_splits(
+    labelled: dict[str, int],
+    fractions: tuple[float, float, float],
+    seed: int,
+    origin: dict[str, str] | None = None,
+    train_only: set[str] | frozenset[str] = frozenset(),
+) -> list[Row]:
+    """Rows for {id: count}: each id's split by `split_of` (ids in `train_only`: train), its
+    source from `origin`."""
+    fractions = _check_fractions(fractions)
+    origin = origin or {}
+    rows = [
+        Row(i, c, "train" if i in train_only else split_of(i, seed, fractions), origin.get(i, ""))
+        for i, c in labelled.items()
+    ]
     return sorted(rows, key=lambda r: (SPLITS.index(r.split), r.id))
 
 
+# The name reports/describe.py knows (the split was stratified per count before FORMAT 2).
+stratified_split = assign_splits
+
+
 def build(
-    folder: Path,
+    where,
     counts: list[int],
     fractions: tuple[float, float, float],
     seed: int,
     ids: list[str] | None = None,
     workers: int = 4,
 ) -> tuple[list[Row], list[tuple[str, str]]]:
-    """Rows of the manifest, and (id, reason) for every image that was skipped."""
-    wanted = sources.list_ids(folder) if ids is None else list(dict.fromkeys(ids))
+    """Rows of the manifest of `where` (a folder, or a list of folders or `Located`), and
+    (id, reason) for every image that was skipped."""
+    located = _located(where)
+    # Originals first, then squashed copies; in list order within each.
+    ranked = sorted(located, key=lambda s: s.squashed)
+    wanted = None if ids is None else list(dict.fromkeys(ids))
+    jobs = []
+    for src in ranked:
+        present = sources.list_ids(src.folder)
+        if wanted is not None:
+            have = set(present)
+            present = [i for i in wanted if i in have] if len(ranked) > 1 else wanted
+        jobs += [(src, i) for i in present]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda i: _check(folder, i), wanted))
-    labelled, skipped = {}, []
-    for image_id, count, reason in results:
+        results = list(pool.map(lambda j: (j[0], *_check(j[0].folder, j[1])), jobs))
+    chosen: dict[str, tuple[Located, int]] = {}
+    broken: dict[str, list[str]] = defaultdict(list)
+    duplicates = []
+    for src, image_id, count, reason in results:
         if reason is not None:
-            skipped.append((image_id, reason))
-        elif count in counts:
-            labelled[image_id] = count
+            broken[image_id].append(reason)
+        elif image_id in chosen:
+            duplicates.append((image_id, chosen[image_id][0].folder, src.folder))
+        else:
+            chosen[image_id] = (src, count)
+    skipped = [
+        (i, r if i not in chosen else f"{r} (read from {chosen[i][0].folder} instead)")
+        for i, reasons in broken.items()
+        for r in reasons
+    ]
+    if wanted is not None and len(ranked) > 1:
+        listed = {i for _, i in jobs}
+        skipped += [(i, f"{i}: in none of the sources") for i in wanted if i not in listed]
+    if duplicates:
+        i, kept, dropped = duplicates[0]
+        log.info(
+            "%d ids are in several sources; each kept once, original bytes first (e.g. %s "
+            "from %s, not %s)",
+            len(duplicates),
+            i,
+            kept,
+            dropped,
+        )
+    labelled = {i: c for i, (_, c) in chosen.items() if c in counts}
     if not labelled:
+        listed = len(wanted) if wanted is not None else len(jobs)
         raise BincountError(
-            f"no usable images in {folder} with counts {counts} "
-            f"({len(wanted)} ids listed, {len(skipped)} skipped): check data.source, "
+            f"no usable images in {', '.join(str(s.folder) for s in located)} with counts "
+            f"{counts} ({listed} ids listed, {len(skipped)} skipped): check data.source, "
             "data.counts and data.file_list"
         )
-    return stratified_split(labelled, fractions, seed), skipped
+    origin = {i: str(s.folder) for i, (s, _) in chosen.items()}
+    train_only = {i for i, (s, _) in chosen.items() if s.squashed}
+    return assign_splits(labelled, fractions, seed, origin, train_only), skipped
 
 
-def manifest_path(cache_dir: Path, folder: Path, spec: dict) -> Path:
-    key = hashlib.sha1(json.dumps({"source": str(folder), **spec}, sort_keys=True).encode())
-    return Path(cache_dir) / "manifests" / f"{folder.name}-{key.hexdigest()[:12]}.csv"
+def fingerprint(folder: Path) -> dict:
+    """What a folder holds: how many files, and a hash of their names, sizes and mtimes."""
+    h = hashlib.sha1()
+    n = 0
+    for sub in (sources.METADATA, sources.IMAGES):
+        with os.scandir(folder / sub) as it:
+            entries = sorted((e.name, e) for e in it)
+        for name, entry in entries:
+            try:
+                st = entry.stat()
+            except FileNotFoundError:  # removed while listing
+                continue
+            h.update(f"{sub}/{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+            n += 1
+    return {"files": n, "hash": h.hexdigest()}
+
+
+def manifest_path(cache_dir: Path, where, spec: dict) -> Path:
+    """Named by the sources (folders, squashed or not) and the settings, not their contents:
+    a source that changes rebuilds the same file (see `load_or_build`)."""
+    located = _located(where)
+    srcs = [[str(s.folder), s.squashed] for s in located]
+    key = hashlib.sha1(
+        json.dumps({"format": FORMAT, "sources": srcs, **spec}, sort_keys=True).encode()
+    )
+    name = located[0].folder.name + (f"+{len(located) - 1}" if len(located) > 1 else "")
+    return Path(cache_dir) / "manifests" / f"{name}-{key.hexdigest()[:12]}.csv"
+
+
+def record_path(path: Path) -> Path:
+    return path.with_suffix(".sources.json")
+
+
+def _record(located: list[Located], file_list: Path | None) -> dict:
+    listing = None
+    if file_list:
+        try:
+            listing = hashlib.sha1(Path(file_list).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            listing = None
+    return {
+        "format": FORMAT,
+        "sources": [
+            {"folder": str(s.folder), "squashed": s.squashed, **fingerprint(s.folder)}
+            for s in located
+        ],
+        "file_list": listing,
+    }
+
+
+def why_stale(path: Path, now: dict) -> str | None:
+    """None if the manifest at `path` was built from sources as they are now, else why not."""
+    if not path.exists():
+        return "not built yet"
+    try:
+        then = json.loads(record_path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return f"no record of what its sources held ({record_path(path).name} missing)"
+    if then.get("format") != now["format"]:
+        return "built by an older version (splits are now a hash of id and seed)"
+    for old, new in zip(then.get("sources", []), now["sources"], strict=False):
+        if old != new:
+            if old.get("files") != new["files"]:
+                return f"source {new['folder']} changed: {old.get('files')} -> {new['files']} files"
+            return f"source {new['folder']} changed: files replaced or touched (sizes or mtimes)"
+    if then.get("file_list") != now["file_list"]:
+        return "the file list changed"
+    return None
 
 
 def write(path: Path, rows: list[Row]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "count", "split"])
-    writer.writerows((r.id, r.count, r.split) for r in rows)
+    writer.writerow(COLUMNS)
+    writer.writerows((r.id, r.count, r.split, r.source) for r in rows)
     atomic_write_text(path, buf.getvalue())
 
 
 def read(path: Path) -> list[Row]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames != ["id", "count", "split"]:
+        if reader.fieldnames not in (COLUMNS, COLUMNS[:3]):
             raise BincountError(f"{path} is not a bincount manifest: delete it to rebuild it")
-        return [Row(r["id"], int(r["count"]), r["split"]) for r in reader]
+        return [Row(r["id"], int(r["count"]), r["split"], r.get("source") or "") for r in reader]
 
 
 def load_or_build(
-    folder: Path,
+    where,
     cache_dir: Path,
     counts: list[int],
     fractions: tuple[float, float, float],
     seed: int,
     file_list: Path | None = None,
 ) -> tuple[Path, list[Row]]:
-    """The manifest for these settings: read if already built, else built and written."""
+    """The manifest of `where` (a folder, or a list of folders or `Located`) for these
+    settings: read if built from the sources as they are now, else (re)built and written."""
+    located = _located(where)
     spec = {
         "counts": sorted(counts),
         "split": list(fractions),
         "seed": seed,
         "file_list": str(file_list) if file_list else None,
     }
-    path = manifest_path(cache_dir, folder, spec)
-    if path.exists():
+    path = manifest_path(cache_dir, located, spec)
+    now = _record(located, file_list)
+    reason = why_stale(path, now)
+    if reason is None:
         return path, read(path)
+    log.info("manifest %s: building it (%s)", path, reason)
     ids = sources.file_list_ids(file_list) if file_list else None
-    rows, skipped = build(folder, sorted(counts), tuple(fractions), seed, ids)
+    rows, skipped = build(located, sorted(counts), tuple(fractions), seed, ids)
+    skipped_tsv = path.with_suffix(".skipped.tsv")
     if skipped:
         report = "\n".join(f"{i}\t{reason}" for i, reason in skipped)
-        atomic_write_text(path.with_suffix(".skipped.tsv"), "id\treason\n" + report + "\n")
+        atomic_write_text(skipped_tsv, "id\treason\n" + report + "\n")
         shown = "\n  ".join(reason for _, reason in skipped[:10])
         more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
         log.warning(
             "skipped %d of the listed images (full list in %s):\n  %s%s",
             len(skipped),
-            path.with_suffix(".skipped.tsv"),
+            skipped_tsv,
             shown,
             more,
         )
+    else:
+        skipped_tsv.unlink(missing_ok=True)
+    record_path(path).unlink(missing_ok=True)  # the record last: it says the csv is complete
     write(path, rows)
+    atomic_write_json(record_path(path), now)
     sizes = Counter(r.split for r in rows)
     log.info("manifest %s: %s", path, ", ".join(f"{s} {sizes[s]}" for s in SPLITS))
     return path, rows

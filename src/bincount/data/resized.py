@@ -1,13 +1,14 @@
-"""A cache of the images letterboxed to the training size: decoded and resized once, reused.
+"""A cache of the images resized to the training size: decoded and resized once, reused.
 
-`ensure(folder, ids, size, fill, cache_dir)` returns the cache for these images, building it
-when it is missing or stale. A cache is one folder under `<cache_dir>/resized/`, named by the
-source folder, the size and a hash of (source path, ids, size, fill):
+`ensure(images, size, fill, cache_dir, resize)` returns the cache for these images ((id, path)
+pairs: the photos of one or several sources), building it when it is missing or stale. A cache
+is one folder under `<cache_dir>/resized/`, named by the first source folder, the size and a
+hash of (image paths, ids, size, fill, resize):
 
-    images.npy   uint8 (N, size, size, 3), letterboxed exactly as training would
-    index.json   the ids in row order, size, fill, the source's file fingerprint, build time
+    images.npy   uint8 (N, size, size, 3), letterboxed or squashed exactly as training would
+    index.json   the ids in row order, size, fill, resize, the files' fingerprint, build time
 
-A different size, fill or id list is another folder; a changed source (an image added,
+A different size, fill, resize or id list is another folder; a changed source (an image added,
 replaced or touched: its size or mtime) no longer matches the fingerprint and the cache is
 rebuilt in place. Both files are written under temporary names and renamed, index last, so an
 interrupted build is never read. Readers open `images.npy` memory-mapped (each DataLoader
@@ -26,37 +27,44 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bincount.data import sources, transforms
+from bincount.data import transforms
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2
 INDEX = "index.json"
 ARRAY = "images.npy"
 
 
-def fingerprint(folder: Path, ids: list[str]) -> str:
+def fingerprint(images: list[tuple[str, Path]]) -> str:
     """A hash of every image's size and modification time: changes when the source does."""
     h = hashlib.sha1()
-    for image_id in ids:
-        path = sources.image_path(folder, image_id)
+    for image_id, path in images:
         try:
             st = path.stat()
         except FileNotFoundError:
             raise BincountError(
-                f"{path} is missing: the source changed since its manifest was built; delete "
-                "the manifest under data/manifests/ to rebuild it"
+                f"{path} is missing: the source changed since its manifest was built; run "
+                "again (the manifest is rebuilt when its sources change)"
             ) from None
         h.update(f"{image_id}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()
 
 
-def cache_dir_for(cache_dir: Path, folder: Path, ids: list[str], size: int, fill) -> Path:
-    spec = {"format": FORMAT, "source": str(folder.resolve()), "ids": list(ids), "size": size}
-    spec["fill"] = [int(v) for v in fill]
+def cache_dir_for(
+    cache_dir: Path, images: list[tuple[str, Path]], size: int, fill, resize: str = "letterbox"
+) -> Path:
+    spec = {
+        "format": FORMAT,
+        "images": [[i, str(Path(p).resolve())] for i, p in images],
+        "size": size,
+        "fill": [int(v) for v in fill],
+        "resize": resize,
+    }
     key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(cache_dir) / "resized" / f"{folder.name}-{size}px-{key}"
+    first = Path(images[0][1]).parent.parent.name if images else "empty"
+    return Path(cache_dir) / "resized" / f"{first}-{size}px-{key}"
 
 
 def _read_index(path: Path) -> dict | None:
@@ -66,29 +74,33 @@ def _read_index(path: Path) -> dict | None:
         return None
 
 
-def build(folder: Path, ids: list[str], size: int, fill, out: Path) -> dict:
-    """Decode and letterbox every image into `out/images.npy`; returns the index written."""
+def build(
+    images: list[tuple[str, Path]], size: int, fill, out: Path, resize: str = "letterbox"
+) -> dict:
+    """Decode and resize every image into `out/images.npy`; returns the index written."""
     start = time.perf_counter()
-    fp = fingerprint(folder, ids)  # before reading: a file changed meanwhile means a rebuild
+    fp = fingerprint(images)  # before reading: a file changed meanwhile means a rebuild
     out.mkdir(parents=True, exist_ok=True)
-    print_every = max(1, len(ids) // 10)
-    letterbox = transforms.Letterbox(size, tuple(int(v) for v in fill))
+    print_every = max(1, len(images) // 10)
+    if resize == "squash":
+        square = transforms.Squash(size)
+    else:
+        square = transforms.Letterbox(size, tuple(int(v) for v in fill))
     tmp = out / f".{ARRAY}.{os.getpid()}.tmp"
     try:
         array = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(ids), size, size, 3)
+            tmp, mode="w+", dtype=np.uint8, shape=(len(images), size, size, 3)
         )
-        for i, image_id in enumerate(ids):
-            path = sources.image_path(folder, image_id)
+        for i, (_, path) in enumerate(images):
             try:
                 im = transforms.open_rgb(path, size)
             except OSError as e:
                 raise BincountError(
                     f"{path} cannot be decoded ({e}): remove it or refetch it"
                 ) from None
-            array[i] = np.asarray(letterbox(im))
+            array[i] = np.asarray(square(im))
             if (i + 1) % print_every == 0:
-                log.info("resized cache: %d/%d images", i + 1, len(ids))
+                log.info("resized cache: %d/%d images", i + 1, len(images))
         array.flush()
         del array
         (out / INDEX).unlink(missing_ok=True)  # a stale index must not describe the new array
@@ -97,35 +109,38 @@ def build(folder: Path, ids: list[str], size: int, fill, out: Path) -> dict:
         tmp.unlink(missing_ok=True)
     index = {
         "format": FORMAT,
-        "source": str(folder.resolve()),
+        "sources": sorted({str(Path(p).parent.parent.resolve()) for _, p in images}),
         "size": size,
         "fill": [int(v) for v in fill],
+        "resize": resize,
         "fingerprint": fp,
         "build_seconds": round(time.perf_counter() - start, 2),
-        "ids": list(ids),
+        "ids": [i for i, _ in images],
     }
     atomic_write_json(out / INDEX, index)
     return index
 
 
-def ensure(folder: Path, ids: list[str], size: int, fill, cache_dir: Path) -> Path:
-    """The cache folder for these images, built (or rebuilt, if the source changed) if needed."""
-    out = cache_dir_for(cache_dir, folder, ids, size, fill)
+def ensure(
+    images: list[tuple[str, Path]], size: int, fill, cache_dir: Path, resize: str = "letterbox"
+) -> Path:
+    """The cache folder for these (id, path) images, built (or rebuilt, if a source changed)."""
+    transforms.check_resize(resize)
+    images = [(i, Path(p)) for i, p in images]
+    out = cache_dir_for(cache_dir, images, size, fill, resize)
     index = _read_index(out)
     if index is not None and (out / ARRAY).is_file():
-        if index.get("fingerprint") == fingerprint(folder, ids):
+        if index.get("fingerprint") == fingerprint(images):
             return out
         log.info("resized cache %s: the source changed since it was built; rebuilding", out)
-    log.info(
-        "resized cache: letterboxing %d images of %s to %d px into %s", len(ids), folder, size, out
-    )
-    index = build(folder, ids, size, fill, out)
+    log.info("resized cache: %s %d images to %d px into %s", resize, len(images), size, out)
+    index = build(images, size, fill, out, resize)
     log.info("resized cache built in %.1f s: %s", index["build_seconds"], out)
     return out
 
 
 class ResizedImages:
-    """Read access to a built cache: `image(id)` is the letterboxed PIL image."""
+    """Read access to a built cache: `image(id)` is the resized PIL image."""
 
     def __init__(self, path: Path):
         index = _read_index(path)

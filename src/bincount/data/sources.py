@@ -3,12 +3,19 @@
 A source setting is either a local folder or an `s3://bucket[/prefix]` URI. Either way the rest
 of the pipeline sees a local folder in that layout: an s3 source is cached locally first.
 Ids are strings and stay strings (`00127` and `127` are different images).
+
+`data.source` may also be a list of sources, one dataset over all of them. Each element is a
+folder or URI, or a mapping `{path: ..., squashed: true}` for a source whose photos are not the
+original bytes but resized copies (e.g. ../shared/abid-224: squashed to 224x224, re-encoded).
+A squashed source trains only (never in val or test) and loses to an original copy of an id.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bincount.errors import BincountError
@@ -39,6 +46,57 @@ def image_path(folder: Path, image_id: str) -> Path:
 
 def metadata_path(folder: Path, image_id: str) -> Path:
     return folder / METADATA / f"{check_id(image_id)}.json"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One element of `data.source`: where (a folder or s3:// URI) and whether its photos are
+    squashed copies rather than the original bytes."""
+
+    path: str
+    squashed: bool = False
+
+
+_SOURCE_HINT = (
+    "data.source is a folder, an s3:// URI, or a list of them where an element may be a "
+    "mapping {path: FOLDER_OR_URI, squashed: true} for resized copies, e.g. "
+    "data.source=[../shared/abid,{path:../shared/abid-224,squashed:true}]"
+)
+
+
+def parse_sources(setting) -> list[Source]:
+    """The sources of a `data.source` setting (a string, or a list of strings and mappings)."""
+    is_list = isinstance(setting, Sequence) and not isinstance(setting, str | bytes)
+    items = list(setting) if is_list else [setting]
+    if not items:
+        raise BincountError(f"data.source is an empty list: {_SOURCE_HINT}")
+    out: list[Source] = []
+    for item in items:
+        if isinstance(item, str | Path):
+            path, squashed = str(item), False
+        elif isinstance(item, Mapping):
+            extra = set(item) - {"path", "squashed"}
+            if extra or "path" not in item:
+                raise BincountError(
+                    f"data.source element {dict(item)!r}: a mapping takes path (required) and "
+                    f"squashed only; {_SOURCE_HINT}"
+                )
+            path, squashed = item["path"], item.get("squashed", False)
+            if not isinstance(path, str) or not isinstance(squashed, bool):
+                raise BincountError(
+                    f"data.source element {dict(item)!r}: path must be a string and squashed "
+                    f"true or false; {_SOURCE_HINT}"
+                )
+        else:
+            raise BincountError(f"data.source element {item!r} is not a path: {_SOURCE_HINT}")
+        if not path:
+            raise BincountError(f"data.source has an empty element: {_SOURCE_HINT}")
+        out.append(Source(path, squashed))
+    paths = [s.path for s in out]
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    if twice:
+        raise BincountError(f"data.source lists {twice[0]} twice: list each source once")
+    return out
 
 
 def resolve_source(source: str, cache_dir: str | Path) -> Path:

@@ -1,9 +1,12 @@
 """Image preprocessing that keeps the whole bin in view.
 
-Every image is letterboxed: scaled so its longer side fits `image_size`, then padded to a
-square. Nothing is ever cropped, because a crop can cut objects out and change the true count.
-Training adds flips and mild colour jitter only. The same `preprocess` dict (size, mean, std)
-is stored in every checkpoint, so inference rebuilds exactly the evaluation transform.
+Every image is made square in one of two ways (`preprocess["resize"]`, `data.resize`):
+`letterbox` scales it so its longer side fits `image_size`, then pads it to a square; `squash`
+resizes it to image_size x image_size, ignoring the aspect ratio (as the photos of
+../shared/abid-224 were). Nothing is ever cropped, because a crop can cut objects out and
+change the true count. Training adds flips and mild colour jitter only. The same `preprocess`
+dict (resize, size, mean, std) is stored in every checkpoint, so inference rebuilds exactly the
+evaluation transform; a checkpoint without `resize` (older ones) letterboxes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from bincount.errors import BincountError
+
+RESIZES = ("letterbox", "squash")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -49,10 +55,47 @@ class Letterbox:
         return f"Letterbox(size={self.size})"
 
 
-def preprocess_spec(image_size: int, mean, std) -> dict:
+class Squash:
+    """Resize to size x size, ignoring the aspect ratio (no padding)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, im: Image.Image) -> Image.Image:
+        if im.size == (self.size, self.size):
+            return im
+        return im.resize((self.size, self.size), Image.BILINEAR, reducing_gap=2.0)
+
+    def __repr__(self) -> str:
+        return f"Squash(size={self.size})"
+
+
+def check_resize(resize: str) -> str:
+    if resize not in RESIZES:
+        raise BincountError(
+            f"data.resize={resize!r}: use letterbox (keep the aspect ratio, pad to a square) or "
+            "squash (stretch to a square)"
+        )
+    return resize
+
+
+def resize_mode(preprocess: dict) -> str:
+    """The preprocess dict's resize; checkpoints from before it was a setting letterbox."""
+    return check_resize(preprocess.get("resize", "letterbox"))
+
+
+def resizer(preprocess: dict) -> Letterbox | Squash:
+    """The step that makes an image square as `preprocess` says."""
+    size = int(preprocess["image_size"])
+    if resize_mode(preprocess) == "squash":
+        return Squash(size)
+    return Letterbox(size, letterbox_fill(preprocess))
+
+
+def preprocess_spec(image_size: int, mean, std, resize: str = "letterbox") -> dict:
     """What inference needs to reproduce evaluation preprocessing; stored in checkpoints."""
     return {
-        "resize": "letterbox",
+        "resize": check_resize(resize),
         "image_size": int(image_size),
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
@@ -88,7 +131,7 @@ def build(
 ) -> v2.Compose:
     """The transform from a PIL image to a normalised float tensor (C, H, W)."""
     mean, std = preprocess["mean"], preprocess["std"]
-    steps: list = [Letterbox(preprocess["image_size"], letterbox_fill(preprocess))]
+    steps: list = [resizer(preprocess)]
     if train:
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
         if rotate:

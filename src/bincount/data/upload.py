@@ -71,14 +71,19 @@ def folder_items(folder: Path) -> list[Item]:
 
 
 def split_items(folder: Path, manifest_csv: Path) -> list[Item]:
-    """One prefix per split of a manifest, each in the bucket layout with its file list."""
+    """One prefix per split of a manifest, each in the bucket layout with its file list.
+    A row that names its source (a manifest of several sources) is read from there."""
     rows = manifest.read(Path(manifest_csv))
+
+    def where(r: manifest.Row) -> Path:
+        return Path(r.source) if r.source else folder
+
     absent = [
         r.id
         for r in rows
         if not (
-            sources.image_path(folder, r.id).is_file()
-            and sources.metadata_path(folder, r.id).is_file()
+            sources.image_path(where(r), r.id).is_file()
+            and sources.metadata_path(where(r), r.id).is_file()
         )
     ]
     if absent:
@@ -93,9 +98,9 @@ def split_items(folder: Path, manifest_csv: Path) -> list[Item]:
             if r.split != split:
                 continue
             items.append(
-                Item(f"{split}/{sources.IMAGES}/{r.id}.jpg", sources.image_path(folder, r.id))
+                Item(f"{split}/{sources.IMAGES}/{r.id}.jpg", sources.image_path(where(r), r.id))
             )
-            meta = sources.metadata_path(folder, r.id)
+            meta = sources.metadata_path(where(r), r.id)
             items.append(Item(f"{split}/{sources.METADATA}/{r.id}.json", meta))
             listing.setdefault(str(r.count), []).append(f"{sources.METADATA}/{r.id}.json")
         text = json.dumps({c: listing[c] for c in sorted(listing, key=int)}, indent=1)

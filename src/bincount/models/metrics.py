@@ -1,5 +1,9 @@
 """Count metrics: accuracy (overall and per count), RMSE/MAE of the count, off-by-one, confusion.
 
+`macro_acc` is the mean of the per-count accuracies over the counts present in the targets:
+the accuracy of a balanced stream of bins, whatever the split's mix (`acc` weighs each count
+by how often it occurs, so a model can buy it by giving up the rare counts).
+
 Labels inside the model are classes 0..K-1; RMSE, MAE and off-by-one are computed on the counts
 those classes stand for, from the argmax class.
 """
@@ -42,9 +46,19 @@ class CountMetrics(nn.Module):
             "mae": self.mae.compute().item(),
             "off_by_one": self.off_by_one.compute().item(),
         }
+        out["macro_acc"] = self.macro_acc()
         for count, value in zip(self.counts, self.per_count.compute().tolist(), strict=True):
             out[f"acc_count_{count}"] = value
         return out
+
+    def macro_acc(self) -> float:
+        """Mean over the counts that occur of the share of their images predicted right."""
+        cm = self.confusion.compute().double()
+        support = cm.sum(dim=1)
+        present = support > 0
+        if not present.any():
+            return 0.0
+        return float((cm.diagonal()[present] / support[present]).mean())
 
     def confusion_matrix(self) -> list[list[int]]:
         """Rows are true counts, columns predicted counts, in the order of `counts`."""

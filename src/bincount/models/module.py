@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 TTA_VIEWS = {False: 1, "none": 1, True: 4, "flips": 4, "dihedral": 8}
 # The auxiliary targets' names (bincount.data.contents.NAMES; models never import data).
 AUX_TARGETS = ("log_volume", "log_weight", "distinct")
+# How an image is made square (bincount.data.transforms.RESIZES).
+RESIZES = ("letterbox", "squash")
 
 
 def aux_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -47,6 +49,7 @@ class CountModule(pl.LightningModule):
         tta: bool | str = False,
         layer_decay: float | None = None,
         aux_weight: float = 0.0,
+        resize: str = "letterbox",
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
     ):
@@ -69,10 +72,15 @@ class CountModule(pl.LightningModule):
             drop_path_rate=drop_path_rate,
         )
         mean, std = backbones.normalization(self.net)
+        if resize not in RESIZES:
+            raise BincountError(
+                f"resize={resize!r}: use letterbox (keep the aspect ratio, pad to a square) or "
+                "squash (stretch to a square); set it once, with data.resize"
+            )
         # Everything inference needs to preprocess like training; saved in every checkpoint.
         # (data/transforms.py builds the transform from this dict; models never import data)
         self.hparams["preprocess"] = {
-            "resize": "letterbox",
+            "resize": resize,
             "image_size": int(image_size),
             "mean": [float(m) for m in mean],
             "std": [float(s) for s in std],
@@ -167,7 +175,7 @@ class CountModule(pl.LightningModule):
             return
         values = metrics.compute()
         for name, value in values.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "acc")
+            self.log(f"{stage}/{name}", value, prog_bar=name in ("acc", "macro_acc"))
         if stage == "test":
             self.test_confusion = metrics.confusion_matrix()
         metrics.reset()

@@ -34,7 +34,9 @@ HEADER = [
     "epochs",
     "objective",
     "val/acc",
+    "val/macro_acc",
     "test/acc",
+    "test/macro_acc",
     "RMSE",
     "time",
 ]
@@ -139,7 +141,9 @@ def row(run: Run, base: Path | None = None) -> list:
         m.get("epochs", _get(c, "trainer.max_epochs")),
         objective(run),
         val.get("val/acc"),
+        val.get("val/macro_acc"),
         test.get("test/acc"),
+        test.get("test/macro_acc"),
         test.get("test/rmse"),
         f"{seconds:.0f}s" if isinstance(seconds, int | float) else "",
     ]

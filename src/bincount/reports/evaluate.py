@@ -112,7 +112,6 @@ def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Pa
         return split_items(run, split)
     from omegaconf import OmegaConf
 
-    from bincount.data import sources
     from bincount.data.datamodule import BinDataModule
 
     spec = {}
@@ -125,10 +124,7 @@ def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Pa
     out = []
     for s in chosen:
         ds = dm.datasets[s]
-        out += [
-            (sources.image_path(dm.folder, i), dm.counts[t])
-            for i, t in zip(ds.ids, ds.targets, strict=True)
-        ]
+        out += [(p, dm.counts[t]) for p, t in zip(ds.paths, ds.targets, strict=True)]
     if not out:
         raise BincountError(
             f"no images of counts {counts} in {data} ({split}): nothing to evaluate"
@@ -255,11 +251,11 @@ def confusion_png(ev: Evaluation) -> bytes:
     labels = [str(c) for c in ev.counts]
     ax.set_xticks(range(k), labels)
     ax.set_yticks(range(k), labels)
-    acc = ev.figures["acc"]
+    acc, macro = ev.figures["acc"], ev.figures.get("macro_acc", float("nan"))
     ax.set(
         xlabel="predicted count",
         ylabel="true count",
-        title=f"{ev.split}: {len(ev.paths)} images, acc {acc:.3f}",
+        title=f"{ev.split}: {len(ev.paths)} images, acc {acc:.3f}, macro acc {macro:.3f}",
     )
     fig.colorbar(im, ax=ax, label="share of the true count's images")
     return _png(fig)
@@ -289,7 +285,11 @@ def text(ev: Evaluation) -> str:
     return "\n".join(
         [
             f"{name} on {ev.data} ({ev.split}): {len(ev.paths)} images",
-            "  ".join(f"{k}={f[k]:.4f}" for k in ("acc", "rmse", "mae", "off_by_one")),
+            "  ".join(
+                f"{k}={f[k]:.4f}"
+                for k in ("acc", "macro_acc", "rmse", "mae", "off_by_one")
+                if k in f
+            ),
             f"accuracy per count: {per}",
         ]
     )

@@ -70,7 +70,11 @@ RULES: dict[str, Rule] = {
         hint="1 or more epochs, e.g. trainer.max_epochs=6 (-1: no limit)",
     ),
     "trainer.max_steps": Rule(
-        whole=True, low=1, also=(-1,), nullable=True, hint="1 or more steps (-1 or null: no limit)"
+        whole=True,
+        low=1,
+        also=(-1,),
+        nullable=True,
+        hint="1 or more steps, e.g. trainer.max_steps=1000 (-1 or null: no limit)",
     ),
     "trainer.log_every_n_steps": Rule(
         whole=True, low=1, hint="1 or more, e.g. trainer.log_every_n_steps=10"
@@ -92,11 +96,17 @@ RULES: dict[str, Rule] = {
         whole=True, low=32, high=2048, hint="32 to 2048 pixels, e.g. data.image_size=224"
     ),
     "data.num_workers": Rule(
-        whole=True, low=0, nullable=True, hint="0 or more workers (null: up to 2)"
+        whole=True,
+        low=0,
+        nullable=True,
+        hint="0 or more workers, e.g. data.num_workers=2 (null: up to 2)",
     ),
     "data.jitter": Rule(low=0, high=1, hint="a share in [0, 1], e.g. data.jitter=0.2 (0: none)"),
     "data.max_per_split": Rule(
-        whole=True, low=1, nullable=True, hint="1 or more images (null: all)"
+        whole=True,
+        low=1,
+        nullable=True,
+        hint="1 or more images, e.g. data.max_per_split=100 (null: all)",
     ),
     "data.train_fraction": Rule(
         low=0, low_open=True, high=1, hint="a share in (0, 1], e.g. data.train_fraction=0.5"

@@ -66,7 +66,7 @@ def test_predict_a_folder(served_run, abid, tmp_path, bincount):
         (folder / name).write_bytes((abid / "bin-images" / name).read_bytes())
     (folder / "broken.jpg").write_bytes(b"not a photo")
     out = tmp_path / "predictions.csv"
-    proc = bincount("predict", served_run, folder, "--out", out)
+    proc = bincount("predict", served_run, folder, "-o", out)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(out.open()))
     assert [r["source"].rsplit("/", 1)[1] for r in rows] == [
@@ -90,7 +90,7 @@ def test_orders_then_predict_with_expected_column_prints_the_table(served_run, t
     assert rows and {"path", "count", "expected"} <= set(rows[0])
     assert any(r["count"] != r["expected"] for r in rows)
     out = tmp_path / "predictions.csv"
-    proc = bincount("predict", served_run, orders, "--expected-column", "expected", "--out", out)
+    proc = bincount("predict", served_run, orders, "--expected-column", "expected", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert (
         "| orders | wrong orders | flagged mismatch | precision | recall | unsure |" in proc.stdout

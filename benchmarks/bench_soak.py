@@ -21,20 +21,41 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import http.client
 import io
 import json
 import random
+import re
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-from bench_serve import start_server
 from report import ROOT, emit
 
 from bincount.serving.memory import rss_bytes
+
+
+def start_server(run: Path, backend: str, threads: int):
+    """`bincount serve` on a free port: (process, port, the last 50 lines of its stderr)."""
+    command = [sys.executable, "-m", "bincount.cli", "serve", str(run), "--port", "0"]
+    command += ["--backend", backend, "--threads", str(threads)]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    tail: collections.deque = collections.deque(maxlen=50)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        tail.append(line)
+        if not line and proc.poll() is not None:
+            raise SystemExit(f"bincount serve exited with {proc.returncode}: {''.join(tail)}")
+        if m := re.search(r"on http://127\.0\.0\.1:(\d+)/", line):
+            threading.Thread(target=lambda: tail.extend(proc.stderr), daemon=True).start()
+            return proc, int(m.group(1)), tail
+    proc.kill()
+    raise SystemExit("bincount serve did not start within 180 s")
 
 
 def huge_png(side: int = 6000) -> bytes:
@@ -188,7 +209,7 @@ def main() -> int:
 
     max_body = int(settings()["limits"]["max_body_bytes"])
     kinds = mix(args.source, max_body)
-    proc, port = start_server(args.run, args.backend, args.threads)
+    proc, port, tail = start_server(args.run, args.backend, args.threads)
     try:
         photo = kinds[0][2][0][1]
         b = burst(port, proc.pid, huge_png(), photo)
@@ -212,6 +233,11 @@ def main() -> int:
         time.sleep(2)
         end = mb(proc.pid)
         alive = proc.poll() is None
+    except Exception:
+        if proc.poll() is not None:  # the server died: say how
+            print(f"the server exited with {proc.returncode}; its last lines:", file=sys.stderr)
+            print("".join(list(tail)[-20:]), file=sys.stderr)
+        raise
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -70,9 +70,18 @@ def test_old_out_spelling_still_works():
     assert args.output == "somewhere"
 
 
-def test_a_usage_error_is_one_line(capsys):
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["serve", "run", "--port", "abc"], "bincount serve: argument --port: invalid int"),
+        (["compare", "runs", "--top", "-2"], "argument --top: -2 is below 0"),
+        (["data", "describe", "d", "--samples", "-1"], "argument --samples: -1 is below 0"),
+        (["data", "upload", "d", "s3://b/p", "--concurrency", "0"], "0 is below 1"),
+    ],
+)
+def test_a_usage_error_is_one_line(argv, words, capsys):
     with pytest.raises(SystemExit) as e:
-        cli.main(["serve", "run", "--port", "abc"])
+        cli.main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1
-    assert err.startswith("error: bincount serve: argument --port") and "--help" in err
+    assert err.startswith("error: bincount ") and words in err and "--help" in err

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from bincount.argtypes import whole
 from bincount.data.s3 import DEFAULT_SOURCE
 from bincount.errors import BincountError
 
@@ -225,8 +226,10 @@ def register(subparsers) -> None:
         metavar=("TRAIN", "VAL", "TEST"),
         help="split fractions (default 0.6 0.2 0.2, as data.split)",
     )
-    d.add_argument("--seed", type=int, default=42, help="split seed (default 42, as seed)")
-    d.add_argument("--samples", type=int, default=6, help="sample images per count (default 6)")
+    d.add_argument("--seed", type=whole(0), default=42, help="split seed (default 42, as seed)")
+    d.add_argument(
+        "--samples", type=whole(0), default=6, help="sample images per count (default 6)"
+    )
     d.set_defaults(func=_describe)
 
     u = sub.add_parser(
@@ -245,7 +248,7 @@ def register(subparsers) -> None:
     )
     u.add_argument("--dry-run", action="store_true", help="list what would be done; change nothing")
     u.add_argument(
-        "--concurrency", type=int, default=8, metavar="N", help="parallel requests (default 8)"
+        "--concurrency", type=whole(1), default=8, metavar="N", help="parallel requests (default 8)"
     )
     u.add_argument(
         "--unsigned", action="store_true", help="anonymous requests (a bucket open for writes)"

@@ -234,6 +234,10 @@ def main() -> int:
         end = mb(proc.pid)
         alive = proc.poll() is None
     except Exception:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
         if proc.poll() is not None:  # the server died: say how
             print(f"the server exited with {proc.returncode}; its last lines:", file=sys.stderr)
             print("".join(list(tail)[-20:]), file=sys.stderr)

@@ -238,9 +238,8 @@ def main() -> int:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        if proc.poll() is not None:  # the server died: say how
-            print(f"the server exited with {proc.returncode}; its last lines:", file=sys.stderr)
-            print("".join(list(tail)[-20:]), file=sys.stderr)
+        print(f"the server's state: {proc.poll()}; its last lines:", file=sys.stderr)
+        print("".join(list(tail)[-20:]), file=sys.stderr)
         raise
     finally:
         proc.terminate()

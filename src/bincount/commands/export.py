@@ -26,15 +26,16 @@ def run(args) -> int:
     from pathlib import Path
 
     from bincount.errors import BincountError
-    from bincount.export import export_onnx, parity
 
     images = [Path(p) for p in args.check or []]
-    for image in images:  # before the export, which takes a while
+    for image in images:  # before torch loads and the export runs, which take a while
         if not image.is_file():
             raise BincountError(
                 f"--check {image}: no such image file: give photos that exist, e.g. "
                 "../shared/abid/bin-images/01843.jpg"
             )
+    from bincount.export import export_onnx, parity
+
     path = export_onnx(args.model, args.output)
     print(f"wrote {path} and {path.with_name('model.json')}")
     if args.check:

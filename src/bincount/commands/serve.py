@@ -29,13 +29,25 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _settings() -> dict:
+    """conf/serve.yaml, read without importing torch (inference.settings() would)."""
+    from omegaconf import OmegaConf
+
+    from bincount.config import config_dir
+    from bincount.errors import BincountError
+
+    path = config_dir() / "serve.yaml"
+    if not path.is_file():
+        raise BincountError(f"{path} is missing: the serving settings live there")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
 def run(args) -> int:
-    from bincount import inference
     from bincount.errors import BincountError
     from bincount.serving import accesslog
-    from bincount.serving.server import listen, serve
+    from bincount.serving.listen import listen
 
-    conf = inference.settings()
+    conf = _settings()
     logs = conf.get("log", {})
     accesslog.configure(
         args.log_format or logs.get("format", "text"), logs.get("queue_warning_every", 60)
@@ -47,6 +59,9 @@ def run(args) -> int:
     # Bound before the model loads: a busy port or a bad address fails at once.
     sock = listen(host, conf["port"] if args.port is None else args.port)
     try:
+        from bincount import inference
+        from bincount.serving.server import serve
+
         model = inference.model_fn(args.model, backend=args.backend or conf["backend"])
         if not model.info["calibrated"]:
             print(

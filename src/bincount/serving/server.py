@@ -1,7 +1,7 @@
 """Run the app on waitress, a production WSGI server (threads, no reloader, no debugger).
 
 What waitress does not do by itself, added here:
-- the port is bound before the model loads (`listen`), so a busy port fails at once;
+- the port can be bound before the model loads (`listen.listen`), so a busy port fails at once;
 - waitress's own error answers (a body over the limit, a malformed request) are the app's
   JSON `{"error": ...}` and get an access line;
 - a request whose headers and body have not all arrived within `connections.read_deadline`
@@ -15,7 +15,6 @@ localhost, put a reverse proxy in front (README, "Serving").
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import resource
@@ -33,36 +32,9 @@ from bincount import inference
 from bincount.errors import BincountError
 from bincount.serving import accesslog
 from bincount.serving.app import create_app, too_large
+from bincount.serving.listen import listen
 
 log = logging.getLogger(__name__)
-
-
-def check_port(port) -> int:
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise BincountError(f"port {port!r} is not a TCP port: use 1-65535 (0 picks a free one)")
-    return port
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (BincountError if the port is taken or the host unknown)."""
-    check_port(port)
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    except (socket.gaierror, UnicodeError) as e:
-        raise BincountError(
-            f"cannot listen on {host!r} ({e}): give an address such as 127.0.0.1"
-        ) from None
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as e:
-        sock.close()
-        why = "the port is in use" if e.errno == errno.EADDRINUSE else e.strerror or str(e)
-        raise BincountError(
-            f"cannot listen on {host}:{port} ({why}): pick another --port"
-        ) from None
-    return sock
 
 
 class _Parser(HTTPRequestParser):

@@ -77,6 +77,9 @@ def test_old_out_spelling_still_works():
         (["compare", "runs", "--top", "-2"], "argument --top: -2 is below 0"),
         (["data", "describe", "d", "--samples", "-1"], "argument --samples: -1 is below 0"),
         (["data", "upload", "d", "s3://b/p", "--concurrency", "0"], "0 is below 1"),
+        (["serve", "run", "--threads", "0"], "argument --threads: 0 is below 1"),
+        (["predict", "run", "x.jpg", "--batch-size", "0"], "argument --batch-size: 0 is below 1"),
+        (["evaluate", "run", "--batch-size", "-1"], "argument --batch-size: -1 is below 1"),
     ],
 )
 def test_a_usage_error_is_one_line(argv, words, capsys):

@@ -142,7 +142,6 @@ def test_calibrate_command_reports_ece_before_and_after(served_run, tmp_path, bi
         (["serve", "/nonexistent/run"], "does not exist"),
         (["calibrate", "{run}", "--target-precision", "1.5"], "between 0 and 1"),
         (["serve", "{run}", "--port", "99999"], "port 99999 is not a TCP port"),
-        (["serve", "{run}", "--threads", "0"], "--threads 0 must be at least 1"),
         (["export", "{run}", "--check", "/nonexistent/missing.jpg"], "no such image file"),
         (["evaluate", "{run}", "--data", "/nonexistent"], "--data /nonexistent: no such folder"),
         (["evaluate", "{run}", "--data", "{run}"], "no bin-images/ or metadata/ in it"),

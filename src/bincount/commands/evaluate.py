@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bincount.argtypes import whole
+
 EXAMPLES = """examples:
   bincount evaluate outputs/<run>                                  # the run's test split
   bincount evaluate outputs/<run>/checkpoints/best.ckpt --split val
@@ -81,7 +83,7 @@ def register(subparsers) -> None:
         choices=["train", "val", "test", "all"],
         help="which split (default: test of the run's data; all of --data)",
     )
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
+    p.add_argument("--batch-size", type=whole(1), default=32, help="images per batch (32)")
     p.add_argument(
         "--tta",
         choices=["on", "off", "flips", "dihedral"],

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bincount.argtypes import whole
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -32,7 +34,7 @@ def register(sub) -> None:
     p.add_argument(
         "--backend", choices=("torch", "onnx"), help="torch, or onnx (`bincount export` first)"
     )
-    p.add_argument("--batch-size", type=int, default=16, help="images per batch (16)")
+    p.add_argument("--batch-size", type=whole(1), default=16, help="images per batch (16)")
     p.set_defaults(func=run)
 
     o = sub.add_parser(

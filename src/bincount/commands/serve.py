@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bincount.argtypes import whole
 from bincount.serving.accesslog import FORMATS
 
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
     p.add_argument(
         "--backend", choices=("torch", "onnx"), help="torch, or onnx (`bincount export` first)"
     )
-    p.add_argument("--threads", type=int, help="requests handled at once (4)")
+    p.add_argument("--threads", type=whole(1), help="requests handled at once (4)")
     p.add_argument(
         "--log-format",
         choices=FORMATS,

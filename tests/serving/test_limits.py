@@ -113,7 +113,7 @@ def test_a_body_over_the_limit_is_a_json_413_whatever_its_size(server, access):
     assert status == 413 and "limits.max_body_bytes" in answer["error"]
     # a declared 10 GB body: answered from the headers, while the client still sends
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.putrequest("POST", "/invocations")
+    conn.putrequest("POST", "/invocations?expected=3")
     conn.putheader("Content-Type", "image/jpeg")
     conn.putheader("Content-Length", str(10**10))
     conn.endheaders(b"\xff" * 1000)
@@ -121,7 +121,18 @@ def test_a_body_over_the_limit_is_a_json_413_whatever_its_size(server, access):
     assert response.status == 413 and response.getheader("Content-Type") == "application/json"
     assert json.loads(response.read())["error"] == answer["error"]
     conn.close()
-    assert [f["status"] for f in access()] == [413, 413]
+    # a client that asks first (Expect: 100-continue, as curl does) gets the 413 at once
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 30000000\r\nExpect: 100-continue\r\n\r\n"
+        )
+        head, _, body = sock.makefile("rb").read().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"100 Continue" not in head
+    assert json.loads(body)["error"] == answer["error"]
+    lines = access()
+    assert [f["status"] for f in lines] == [413, 413, 413]
+    assert lines[1]["path"] == "/invocations?expected=3" and lines[1]["error"] == answer["error"]
 
 
 def test_log_lines_as_json_and_the_queue_warning_rate_limited():

@@ -59,16 +59,20 @@ class _Parser(HTTPRequestParser):
             self.completed = not self.drain_left
             return n
         n = super().received(data)
-        if (
-            self.completed
-            and isinstance(self.error, RequestEntityTooLarge)
-            and not self.chunked
-            and not self.expect_continue  # such a client waits for the answer: no body comes
-            and self.content_length <= self.DRAIN_LIMIT * self.adj.max_request_body_size
-        ):
-            self.drain_left = self.content_length
-            self.completed = False
+        if self.completed and isinstance(self.error, RequestEntityTooLarge):
+            left = self.content_length - self.body_bytes_received
+            if self.expect_continue:  # the client waits for a go-ahead: no "100 Continue"
+                self.expect_continue = False  # (waitress would send one), the 413 at once
+            elif not self.chunked and 0 < left <= self.DRAIN_LIMIT * self.adj.max_request_body_size:
+                self.drain_left = left
+                self.completed = False
         return n
+
+
+def _target(request) -> str:
+    """The path and query of a waitress request, as the app's access lines show them."""
+    query = getattr(request, "query", "")
+    return f"{request.path}?{query}" if query and request.path else request.path
 
 
 class _ErrorTask(ErrorTask):
@@ -88,7 +92,7 @@ class _ErrorTask(ErrorTask):
         self.write(body)
         ms = (time.monotonic() - getattr(self.request, "started", time.monotonic())) * 1000
         accesslog.access(
-            self.request.command, self.request.path, e.code, len(body), ms, error=message
+            self.request.command, _target(self.request), e.code, len(body), ms, error=message
         )
 
 
@@ -115,7 +119,7 @@ class Server(TcpWSGIServer):
                 channel.will_close = True
                 accesslog.access(
                     request.command,
-                    request.path,
+                    _target(request),
                     408,
                     0,
                     (time.monotonic() - request.started) * 1000,

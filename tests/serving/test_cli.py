@@ -156,6 +156,25 @@ def test_command_errors_say_what_to_do(served_run, abid, args, words, bincount):
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["export", "{run}", "--check", "missing.jpg"], "--check missing.jpg: no such image file"),
+        (["serve", "{run}", "--port", "99999"], "port 99999 is not a TCP port"),
+    ],
+)
+def test_a_bad_argument_is_one_line_before_any_work(trained_run, args, words):
+    proc = subprocess.run(
+        [*BINCOUNT, *(a.format(run=trained_run) for a in args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and words in proc.stderr
+    assert not (trained_run / "onnx").exists()  # nothing exported
+
+
 def test_a_busy_port_fails_before_the_model_loads(bincount):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import contextlib
 import http.client
 import io
 import json
@@ -234,10 +235,8 @@ def main() -> int:
         end = mb(proc.pid)
         alive = proc.poll() is None
     except Exception:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         print(f"the server's state: {proc.poll()}; its last lines:", file=sys.stderr)
         print("".join(list(tail)[-20:]), file=sys.stderr)
         raise

@@ -83,6 +83,19 @@ def test_150_stalled_uploads_leave_ping_answering(server):
             s.close()
 
 
+def test_a_stalled_body_is_cut_at_the_idle_timeout(new_server, access):
+    s = new_server()
+    s.httpd.adj.channel_timeout = 1
+    sock = stalled_upload(s.port)
+    try:
+        sock.settimeout(20)
+        assert sock.recv(100) == b""  # closed by the server
+        (line,) = [f for f in access() if f["status"] == 408]
+        assert "idle_timeout" in line["error"] and line["path"] == "/invocations"
+    finally:
+        sock.close()
+
+
 def test_a_trickling_body_is_cut_at_the_read_deadline(new_server, access):
     s = new_server()
     s.httpd.read_deadline = 1.0

@@ -109,23 +109,28 @@ class Server(TcpWSGIServer):
     max_body_bytes = 0
 
     def maintenance(self, now):
-        super().maintenance(now)  # idle connections (channel_timeout)
+        super().maintenance(now)  # marks idle connections (channel_timeout) to close
         late = time.monotonic() - self.read_deadline
         for channel in list(self.active_channels.values()):
             request = channel.request
-            if channel.will_close or channel.requests or request is None:
+            if channel.requests or request is None or getattr(request, "cut", False):
                 continue
-            if request.started < late:
-                channel.will_close = True
-                accesslog.access(
-                    request.command,
-                    _target(request),
-                    408,
-                    0,
-                    (time.monotonic() - request.started) * 1000,
-                    error=f"the request did not arrive within {self.read_deadline:g} s "
-                    "(connections.read_deadline): connection closed",
+            if channel.will_close:  # idle, in the middle of a request
+                why = (
+                    f"nothing arrived for {self.adj.channel_timeout} s in the middle of the "
+                    "request (connections.idle_timeout): connection closed"
                 )
+            elif request.started < late:
+                channel.will_close = True
+                why = (
+                    f"the request did not arrive within {self.read_deadline:g} s "
+                    "(connections.read_deadline): connection closed"
+                )
+            else:
+                continue
+            request.cut = True
+            ms = (time.monotonic() - request.started) * 1000
+            accesslog.access(request.command, _target(request), 408, 0, ms, error=why)
 
 
 def _allow_files(connections: int) -> None:

@@ -13,9 +13,12 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from bincount.train import train  # imported here: config errors show before torch loads
+    from bincount.validate import check_train_config  # torch-free: answers in about a second
 
     try:
+        check_train_config(cfg)
+        from bincount.train import train  # imported here: config errors show before torch loads
+
         return train(cfg)
     except BincountError as e:
         print(f"error: {e}", file=sys.stderr)

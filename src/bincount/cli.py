@@ -15,10 +15,15 @@ from bincount import __version__, commands
 from bincount.errors import BincountError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (like every other error of bincount)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bincount", description="Count the objects in photos of warehouse bins."
-    )
+    parser = Parser(prog="bincount", description="Count the objects in photos of warehouse bins.")
     parser.add_argument("--version", action="version", version=f"bincount {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):

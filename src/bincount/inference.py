@@ -83,6 +83,8 @@ class Request:
     expected: list[int | None]
     batch: bool = False
     names: list[str] = dataclasses.field(default_factory=lambda: ["the body"])
+    # Pixels the images' headers claim, summed (limits.max_request_pixels bounds it).
+    pixels: int = 0
 
 
 @lru_cache(maxsize=4)
@@ -278,6 +280,12 @@ def parse_expected(value: Any, where: str = "expected") -> int | None:
 
 def check_image(data: bytes, limits: dict, what: str = "the body") -> bytes:
     """Check image bytes from their header (format, dimensions) without decoding them."""
+    image_size(data, limits, what)
+    return data
+
+
+def image_size(data: bytes, limits: dict, what: str = "the body") -> tuple[int, int]:
+    """(width, height) of checked image bytes, read from the header (PIL opens lazily)."""
     if not data:
         raise InputError(f"{what} is empty: send the bytes of a JPEG or PNG photo")
     try:
@@ -303,13 +311,33 @@ def check_image(data: bytes, limits: dict, what: str = "the body") -> bytes:
             "(limits.max_pixels in conf/serve.yaml): send a smaller photo",
             413,
         )
-    return data
+    return width, height
+
+
+def check_budget(sizes: list[tuple[int, int]], limits: dict) -> int:
+    """The pixels of a request's images, summed; 413 over limits.max_request_pixels."""
+    pixels = sum(w * h for w, h in sizes)
+    budget = limits.get("max_request_pixels")
+    if budget is not None and pixels > int(budget):
+        raise InputError(
+            f"the request's {len(sizes)} image(s) hold {pixels} pixels in all, more than the "
+            f"budget of {int(budget)} (limits.max_request_pixels in conf/serve.yaml): send "
+            "fewer or smaller images per request",
+            413,
+        )
+    return pixels
 
 
 def decode_image(data: bytes, size: int, what: str = "the body") -> Image.Image:
-    """Decode checked image bytes as training did (PIL draft at `size`, RGB)."""
+    """Decode checked image bytes as training did (PIL draft at `size`, RGB), then shrink a
+    large image at once: JPEG decodes at a reduced scale (draft); PNG and others decode in
+    full, then are box-reduced by an integer factor that keeps at least twice `size` on the
+    short side (what the letterbox's own resize, reducing_gap=2, reduces by anyway), so a
+    request holds one full-size image at a time."""
     try:
-        return transforms.open_rgb(data, size)
+        im = transforms.open_rgb(data, size)
+        factor = min(im.size) // (2 * size)
+        return im.reduce(factor) if factor >= 2 else im
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on broken data
         raise InputError(
             f"{what} does not decode: the image is truncated or corrupt ({e}); send it again"
@@ -375,14 +403,16 @@ def input_fn(body: bytes | str, content_type: str | None) -> Request:
         )
     media = _media_type(content_type)
     if media in IMAGE_TYPES:
-        return Request([check_image(body, limits)], [None])
+        pixels = check_budget([image_size(body, limits)], limits)
+        return Request([body], [None], pixels=pixels)
     if media == JSON_TYPE:
         if not body:
             raise InputError('the body is empty: send {"image": BASE64}')
         items, batch = _json_items(body, limits)
-        images = [check_image(data, limits, name) for data, _, name in items]
+        pixels = check_budget([image_size(data, limits, name) for data, _, name in items], limits)
+        images = [data for data, _, _ in items]
         expected = [parse_expected(e, f"{name}.expected") for _, e, name in items]
-        return Request(images, expected, batch, [name for _, _, name in items])
+        return Request(images, expected, batch, [name for _, _, name in items], pixels)
     accepted = ", ".join((*IMAGE_TYPES, JSON_TYPE))
     raise InputError(
         f"content type {content_type or '(none)'!r} is not supported: use one of {accepted}",

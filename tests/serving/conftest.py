@@ -91,6 +91,15 @@ def server(torch_model):
     s.close()
 
 
+@pytest.fixture
+def new_server(torch_model):
+    """new_server() -> a Server of its own (to change its settings), closed after the test."""
+    made = []
+    yield lambda: made.append(Server(torch_model)) or made[-1]
+    for s in made:
+        s.close()
+
+
 @pytest.fixture(scope="session")
 def onnx_server(onnx_model):
     s = Server(onnx_model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -98,14 +99,24 @@ def bad_requests(photo: bytes, make_bomb) -> dict:
     }
 
 
-def test_every_bad_input_gets_a_json_4xx_and_the_server_keeps_serving(server, photo, make_bomb):
+def test_every_bad_input_gets_a_json_4xx_and_the_server_keeps_serving(
+    server, photo, make_bomb, caplog
+):
+    caplog.set_level(logging.INFO, logger="bincount.access")
+    sent = []
     for case, (body, ctype, extra, status, words) in bad_requests(photo, make_bomb).items():
         headers = {k: v for k, v in extra.items() if k != "path"}
         got, answer = server.post(body, ctype, extra.get("path", "/invocations"), **headers)
         assert (got, words in answer.get("error", "")) == (status, True), (case, answer)
         assert server.request("GET", "/ping")[0] == 200, case
+        sent += [(extra.get("path", "/invocations"), status, answer["error"]), ("/ping", 200, None)]
     status, answer = server.post(photo, "image/jpeg")
     assert status == 200 and "count" in answer
+    sent.append(("/invocations", 200, None))
+    # one access line per request, in order, with the error the client got
+    lines = [r.fields for r in caplog.records if r.name == "bincount.access"]
+    assert [(f["path"], f["status"], f.get("error")) for f in lines] == sent
+    assert lines[-1]["count"] == answer["count"] and all(f["ms"] >= 0 for f in lines)
 
 
 def test_unknown_routes_and_methods_are_json(server):

@@ -40,12 +40,15 @@ def compose(overrides: list[str]):
 
 
 def run_images(args) -> int:
+    from bincount.validate import check_train_config
+
+    cfg = compose(list(args.overrides))
+    check_train_config(cfg)  # before torch loads, as train.py does
     import timm
 
     from bincount.models import backbones
     from bincount.train import instantiate
 
-    cfg = compose(list(args.overrides))
     # The padding colour is the backbone's mean, as in training (no weights are needed).
     mean, std = backbones.normalization(timm.create_model(cfg.model.backbone, pretrained=False))
     datamodule = instantiate(cfg.data, mean=mean, std=std, resized_cache=True)

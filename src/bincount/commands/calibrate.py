@@ -11,7 +11,7 @@ def register(sub) -> None:
         "of the match/mismatch/unsure verdicts for the target precision (conf/serve.yaml "
         "verify:), and write <run>/calibration.json, which serve and predict then use.",
     )
-    p.add_argument("run", metavar="RUN", help="run folder (or its checkpoints/best.ckpt)")
+    p.add_argument("run", metavar="MODEL", help="a run folder or a checkpoint (its best.ckpt)")
     p.add_argument("--target-precision", type=float, help="of mismatch flags (verify.*)")
     p.add_argument("--mismatch-rate", type=float, help="share of wrong orders assumed")
     p.set_defaults(func=run)

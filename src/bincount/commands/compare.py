@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from bincount.argtypes import whole
+
 EXAMPLES = """examples:
   bincount compare outputs/multirun/2026-11-25/10-00-00      # a sweep
   bincount compare outputs/2026-11-25 outputs/multirun        # every run below these folders
@@ -48,5 +50,5 @@ def register(subparsers) -> None:
     )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run, multirun or outputs folders")
     p.add_argument("-o", "--output", help="folder for the report (default: <first DIR>/compare)")
-    p.add_argument("--top", type=int, default=0, help="print only the best N runs (0: all)")
+    p.add_argument("--top", type=whole(0), default=0, help="print only the best N runs (0: all)")
     p.set_defaults(func=_compare)

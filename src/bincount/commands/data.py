@@ -7,13 +7,15 @@ import argparse
 import json
 from pathlib import Path
 
+from bincount.argtypes import whole
 from bincount.data.s3 import DEFAULT_SOURCE
 from bincount.errors import BincountError
 
 FETCH_EXAMPLES = """examples:
   bincount data fetch --to data/abid                            # the seed's 10,441 ids
   bincount data fetch --to data/abid --counts 1-5 --limit 20000 # by count, from metadata
-  bincount data fetch --source ../shared/abid --to data/abid    # from a local copy
+  bincount data fetch --source ../shared/abid --to data/abid    # the seed's ids, from a copy
+  bincount data fetch --source ../shared/abid --to data/abid --all   # every image of a copy
 """
 
 
@@ -50,9 +52,12 @@ def read_ids(path: Path) -> list[str]:
 def _fetch(args) -> int:
     from bincount.data import fetch, stores
 
+    if args.file_list and args.all:
+        raise BincountError("give --file-list or --all, not both")
+    seed_list = not args.file_list and args.counts is None and not args.all
     if args.file_list:
         ids = read_ids(Path(args.file_list))
-    elif args.counts is None:
+    elif seed_list:
         ids = sources_seed_ids()
     else:
         ids = None  # every metadata key of the source, filtered by count
@@ -70,6 +75,12 @@ def _fetch(args) -> int:
         progress=False if args.no_progress else None,
     )
     print(report.summary())
+    if seed_list and report.missing:
+        print(
+            f"note: {len(report.missing)} of the seed's file list ({len(ids)} ids, the default "
+            f"without --file-list, --counts or --all) are not in {args.source}: pass --all to "
+            "fetch every image the source holds instead"
+        )
     return 1 if report.failed else 0
 
 
@@ -84,7 +95,7 @@ def _describe(args) -> int:
 
     out = describe.describe(
         Path(args.folder),
-        Path(args.out) if args.out else None,
+        Path(args.output) if args.output else None,
         file_list=Path(args.file_list) if args.file_list else None,
         manifest_csv=Path(args.manifest) if args.manifest else None,
         counts=args.counts,
@@ -98,6 +109,16 @@ def _describe(args) -> int:
 
 def _upload(args) -> int:
     from bincount.data import upload
+
+    if not args.unsigned:
+        import boto3
+
+        if boto3.session.Session().get_credentials() is None:
+            raise BincountError(
+                f"no AWS credentials to upload to {args.dest}: configure them (aws configure, "
+                "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or pass --unsigned for "
+                "a bucket open to anonymous writes"
+            )
 
     report = upload.upload(
         Path(args.folder),
@@ -147,6 +168,11 @@ def register(subparsers) -> None:
         "(default: the seed's 10,441 ids, unless --counts is given)",
     )
     f.add_argument(
+        "--all",
+        action="store_true",
+        help="every image the source holds (its metadata/ listed), not the seed's file list",
+    )
+    f.add_argument(
         "--counts",
         type=parse_counts,
         metavar="RANGE",
@@ -181,7 +207,8 @@ def register(subparsers) -> None:
         "Markdown + HTML report.",
     )
     d.add_argument("folder", help="folder with bin-images/ and metadata/")
-    d.add_argument("--out", help="report folder (default: outputs/describe/<folder name>)")
+    d.add_argument("-o", "--output", help="report folder (default: outputs/describe/<folder name>)")
+    d.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the old spelling
     d.add_argument("--file-list", metavar="PATH", help="describe only these ids")
     d.add_argument("--manifest", metavar="CSV", help="take the splits from this manifest")
     d.add_argument(
@@ -199,8 +226,10 @@ def register(subparsers) -> None:
         metavar=("TRAIN", "VAL", "TEST"),
         help="split fractions (default 0.6 0.2 0.2, as data.split)",
     )
-    d.add_argument("--seed", type=int, default=42, help="split seed (default 42, as seed)")
-    d.add_argument("--samples", type=int, default=6, help="sample images per count (default 6)")
+    d.add_argument("--seed", type=whole(0), default=42, help="split seed (default 42, as seed)")
+    d.add_argument(
+        "--samples", type=whole(0), default=6, help="sample images per count (default 6)"
+    )
     d.set_defaults(func=_describe)
 
     u = sub.add_parser(
@@ -219,7 +248,7 @@ def register(subparsers) -> None:
     )
     u.add_argument("--dry-run", action="store_true", help="list what would be done; change nothing")
     u.add_argument(
-        "--concurrency", type=int, default=8, metavar="N", help="parallel requests (default 8)"
+        "--concurrency", type=whole(1), default=8, metavar="N", help="parallel requests (default 8)"
     )
     u.add_argument(
         "--unsigned", action="store_true", help="anonymous requests (a bucket open for writes)"

@@ -11,11 +11,20 @@ def register(sub) -> None:
         "SageMaker model, endpoint config and endpoint (all tagged bincount:project, so "
         "`bincount cleanup --endpoint NAME` removes them). Defaults: deploy: in conf/serve.yaml.",
     )
-    p.add_argument("source", metavar="RUN_OR_S3", help="run folder, or s3://.../model.tar.gz")
+    p.add_argument(
+        "source",
+        metavar="MODEL",
+        help="a run folder or a checkpoint, or a training job's s3://.../model.tar.gz",
+    )
     p.add_argument("--name", help="endpoint name (default bincount-<run>-<time>)")
     p.add_argument("--s3-prefix", help="where to upload the packed model (s3://BUCKET/PREFIX)")
     kind = p.add_mutually_exclusive_group()
-    kind.add_argument("--serverless", action="store_true", default=None, help="serverless")
+    kind.add_argument(
+        "--serverless",
+        action="store_true",
+        default=None,
+        help="a serverless endpoint (deploy.serverless_memory_mb, serverless_max_concurrency)",
+    )
     kind.add_argument("--instance-type", help="real-time endpoint on this instance type")
     p.add_argument("--role", help="IAM role ARN for the endpoint ($SAGEMAKER_ROLE)")
     p.add_argument("--wait", action="store_true", help="wait until the endpoint is InService")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bincount.argtypes import whole
+
 EXAMPLES = """examples:
   bincount evaluate outputs/<run>                                  # the run's test split
   bincount evaluate outputs/<run>/checkpoints/best.ckpt --split val
@@ -22,8 +24,27 @@ unless -o is given. Several models are an ensemble: their probabilities are aver
 its own preprocessing) and the results go to the first's <run>/eval/ensemble-<data>-<split>."""
 
 
+def _check_data(data: str) -> None:
+    """--data names a folder in the bucket layout (or an s3:// source): say so in its terms."""
+    from bincount.errors import BincountError
+
+    if data.startswith("s3://"):
+        return
+    folder = Path(data).expanduser()
+    lacking = [f"{d}/" for d in ("bin-images", "metadata") if not (folder / d).is_dir()]
+    if not folder.is_dir() or lacking:
+        why = "no such folder" if not folder.is_dir() else f"no {' or '.join(lacking)} in it"
+        raise BincountError(
+            f"--data {data}: {why}: give a folder in the bucket layout (bin-images/<id>.jpg, "
+            "metadata/<id>.json), e.g. --data ../shared/abid"
+        )
+
+
 def _evaluate(args) -> int:
     from bincount.reports import evaluate
+
+    if args.data:
+        _check_data(args.data)
 
     tta = {"on": "flips", "off": False}.get(args.tta, args.tta)
     ev = evaluate.evaluate(
@@ -53,7 +74,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "model",
         nargs="+",
-        help="a run folder or its checkpoints/best.ckpt; several: their ensemble",
+        metavar="MODEL",
+        help="a run folder or a checkpoint (its best.ckpt); several: their ensemble",
     )
     p.add_argument("--data", help="a folder in the bucket layout (default: the run's own data)")
     p.add_argument(
@@ -61,7 +83,7 @@ def register(subparsers) -> None:
         choices=["train", "val", "test", "all"],
         help="which split (default: test of the run's data; all of --data)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=whole(1), default=32, help="images per batch (32)")
     p.add_argument(
         "--tta",
         choices=["on", "off", "flips", "dihedral"],

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bincount.argtypes import fraction, whole
+
 
 def register(sub) -> None:
     o = sub.add_parser(
@@ -23,7 +25,7 @@ def register(sub) -> None:
     o.add_argument(
         "--split", default="test", choices=("train", "val", "test"), help="which split (test)"
     )
-    o.add_argument("--mismatch-rate", type=float, default=0.2, help="share of wrong orders (0.2)")
+    o.add_argument("--mismatch-rate", type=fraction, default=0.2, help="share of wrong orders (0.2)")
     o.add_argument("--seed", type=int, default=0, help="seed of the stream (0)")
     o.add_argument(
         "-o", "--output", default="orders.jsonl", help="file to write (orders.jsonl; or .csv)"
@@ -48,7 +50,7 @@ def register(sub) -> None:
     )
     v.add_argument("--truth", help="answer key to score with (default: <ORDERS>.truth.jsonl)")
     v.add_argument("--backend", choices=("torch", "onnx"), help="local backend (torch)")
-    v.add_argument("--batch-size", type=int, default=16, help="photos per forward pass (16)")
+    v.add_argument("--batch-size", type=whole(1), default=16, help="photos per forward pass (16)")
     v.set_defaults(func=run_verify)
 
 

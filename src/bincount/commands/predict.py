@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+
+from bincount.argtypes import whole
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -9,18 +13,27 @@ def register(sub) -> None:
         help="predict the counts of images (a file, folder, CSV list or s3:// prefix)",
         description="Predict with a run folder, checkpoint or ONNX export (first argument), or "
         "with a deployed endpoint (--endpoint NAME: then every argument is an input). Writes "
-        "one row per image to --out; with --expected-column, also a verdict per image, and a "
-        "table of verdicts (with --truth-column, their precision).",
+        "one row per image to -o (predictions.csv); with --expected-column, also a verdict per "
+        "image, and a table of verdicts (with --truth-column, their precision).",
     )
-    p.add_argument("args", nargs="+", metavar="CKPT_OR_RUN PATH", help="model, then inputs")
-    p.add_argument("--out", default="predictions.csv", help="CSV to write (predictions.csv)")
+    p.add_argument(
+        "args",
+        nargs="+",
+        metavar="MODEL PATH",
+        help="a run folder or a checkpoint (or ONNX export), then images, folders, CSV lists or "
+        "s3:// prefixes",
+    )
+    p.add_argument("-o", "--output", default="predictions.csv", help="CSV to write")
+    p.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--endpoint", help="query this SageMaker endpoint instead of a local model")
     p.add_argument("--region", help="the endpoint's AWS region (deploy.region, AWS_REGION...)")
     p.add_argument("--expected-column", help="CSV column with the quantity the order states")
     p.add_argument("--truth-column", help="CSV column with the true count (default: count)")
     p.add_argument("--expected", type=int, help="one expected quantity for every image")
-    p.add_argument("--backend", choices=("torch", "onnx"), help="local backend (torch)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--backend", choices=("torch", "onnx"), help="torch, or onnx (`bincount export` first)"
+    )
+    p.add_argument("--batch-size", type=whole(1), default=16, help="images per batch (16)")
     p.set_defaults(func=run)
 
 
@@ -34,7 +47,7 @@ def run(args) -> int:
         raise BincountError("give --expected or --expected-column, not both")
     inputs = args.args if args.endpoint else args.args[1:]
     if not inputs:
-        raise BincountError("no inputs: bincount predict CKPT_OR_RUN PATH [PATH ...]")
+        raise BincountError("no inputs: bincount predict MODEL PATH [PATH ...]")
     items = batch.collect(inputs)
     column = args.expected_column
     if args.expected is not None:
@@ -52,7 +65,7 @@ def run(args) -> int:
         model = inference.model_fn(args.args[0], backend=args.backend)
         answers = batch.predict_local(model, items, column, args.batch_size)
         counts = model.counts
-    out = batch.write_csv(args.out, items, answers, counts)
+    out = batch.write_csv(args.output, items, answers, counts)
     errors = sum("error" in a for a in answers)
     print(f"predicted {len(items) - errors} of {len(items)} images -> {out}")
     for item, answer in zip(items, answers, strict=True):

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", help="the run folder, e.g. outputs/<date>/<time>")
-    p.add_argument("--format", choices=["html", "md"], default="html")
+    p.add_argument(
+        "--format", choices=["html", "md"], default="html", help="html, or md (Markdown + PNGs)"
+    )
     p.add_argument("-o", "--output", help="where to write (default: <run>/report.<format>)")
     p.set_defaults(func=_report)

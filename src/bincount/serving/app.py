@@ -3,19 +3,34 @@
 `POST /invocations` takes what `inference.input_fn` takes; `?expected=3` (or SageMaker's
 `X-Amzn-SageMaker-Custom-Attributes: expected=3`) adds a verdict to every image. Every error is
 a JSON body `{"error": "..."}` with a 4xx status (5xx only for a fault of the server itself).
+Every request gets one access line (`bincount.serving.accesslog`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from importlib import resources
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from bincount import inference
+from bincount.serving import accesslog, memory
 
 log = logging.getLogger(__name__)
+
+# After a request whose images claim this many pixels or more, hand the memory its decoding
+# freed back to the OS (glibc keeps it otherwise: README, "Serving").
+RELEASE_AFTER_PIXELS = 4_000_000
+
+
+def too_large(max_body_bytes: int) -> str:
+    """The 413 message of a body over the limit (the app's and waitress's alike)."""
+    return (
+        f"the body is larger than {max_body_bytes} bytes "
+        "(limits.max_body_bytes in conf/serve.yaml): send a smaller image"
+    )
 
 
 def custom_attributes(header: str | None) -> dict[str, str]:
@@ -34,6 +49,20 @@ def create_app(model: inference.Model) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = int(limits["max_body_bytes"])
     page = resources.files("bincount.serving").joinpath("page.html").read_text("utf-8")
 
+    @app.before_request
+    def started():
+        g.started = time.monotonic()
+
+    @app.after_request
+    def log_access(response: Response) -> Response:
+        ms = (time.monotonic() - g.get("started", time.monotonic())) * 1000
+        path = request.full_path.rstrip("?")
+        size = response.content_length or 0
+        accesslog.access(
+            request.method, path, response.status_code, size, ms, **g.get("outcome", {})
+        )
+        return response
+
     @app.get("/ping")
     def ping():
         return jsonify(status="ok", model=model.info)
@@ -47,7 +76,15 @@ def create_app(model: inference.Model) -> Flask:
         attributes = custom_attributes(request.headers.get("X-Amzn-SageMaker-Custom-Attributes"))
         expected = request.args.get("expected", attributes.get("expected"))
         data = inference.with_expected(data, expected)
-        prediction = inference.predict_fn(data, model)
+        try:
+            prediction = inference.predict_fn(data, model)
+        finally:
+            if data.pixels >= RELEASE_AFTER_PIXELS:
+                memory.release()
+        if "predictions" in prediction:
+            g.outcome = {"counts": [p["count"] for p in prediction["predictions"]]}
+        else:
+            g.outcome = {"count": prediction["count"]}
         return Response(inference.output_fn(prediction, accept), mimetype="application/json")
 
     @app.get("/")
@@ -56,21 +93,22 @@ def create_app(model: inference.Model) -> Flask:
 
     @app.errorhandler(inference.InputError)
     def bad_input(e: inference.InputError):
+        g.outcome = {"error": str(e)}
         return jsonify(error=str(e)), e.status
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):
         message = e.description
         if e.code == 413:
-            message = (
-                f"the body is larger than {limits['max_body_bytes']} bytes "
-                "(limits.max_body_bytes in conf/serve.yaml): send a smaller image"
-            )
+            message = too_large(int(limits["max_body_bytes"]))
+        g.outcome = {"error": message}
         return jsonify(error=message), e.code
 
     @app.errorhandler(Exception)
     def fault(e: Exception):
         log.exception("invocation failed")
-        return jsonify(error=f"internal error ({type(e).__name__}): see the server log"), 500
+        message = f"internal error ({type(e).__name__}): see the server log"
+        g.outcome = {"error": message}
+        return jsonify(error=message), 500
 
     return app

@@ -41,4 +41,3 @@ def split_items(run: Path, split: str) -> list[tuple[Path, int]]:
         raise BincountError(f"the {split} split of {run} is empty: nothing to evaluate")
     # each photo from its own source (a run's data may list several)
     return [(path, datamodule.counts[t]) for path, t in zip(ds.paths, ds.targets, strict=True)]
-

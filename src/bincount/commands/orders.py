@@ -25,7 +25,9 @@ def register(sub) -> None:
     o.add_argument(
         "--split", default="test", choices=("train", "val", "test"), help="which split (test)"
     )
-    o.add_argument("--mismatch-rate", type=fraction, default=0.2, help="share of wrong orders (0.2)")
+    o.add_argument(
+        "--mismatch-rate", type=fraction, default=0.2, help="share of wrong orders (0.2)"
+    )
     o.add_argument("--seed", type=int, default=0, help="seed of the stream (0)")
     o.add_argument(
         "-o", "--output", default="orders.jsonl", help="file to write (orders.jsonl; or .csv)"

@@ -37,7 +37,7 @@ def launch(
     run_dir = Path(run_dir)
     split = overrides.split(task_overrides)
     launch_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    job = spec.build(cfg, split.hyperparameters, launch_id)
+    job = spec.build(cfg, split, launch_id)
     for warning in job.warnings:
         echo(f"warning: {warning}")
     built = bundle.build(project_root(), run_dir / "bundle", keep_image_torch=job.keep_image_torch)

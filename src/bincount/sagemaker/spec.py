@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from bincount.data.sources import is_s3_uri
 from bincount.errors import BincountError
-from bincount.sagemaker import hpo, prices
+from bincount.sagemaker import hpo, overrides, prices
 from bincount.sagemaker.tags import project_tags
 
 ENTRY_SCRIPT = "sagemaker_entry.py"
@@ -167,8 +167,7 @@ class JobSpec:
 
     def tuning_request(self) -> dict:
         assert self.space is not None
-        tuned = {p.key for p in self.space.params}
-        static = {k: v for k, v in self.hyperparameters.items() if k not in tuned}
+        static = dict(self.hyperparameters)  # the tuned overrides were dropped in build()
         static["sagemaker_program"] = ENTRY_SCRIPT
         static["sagemaker_submit_directory"] = "<s3 uri of the source bundle, sourcedir.tar.gz>"
         return {
@@ -260,6 +259,27 @@ def _data_uri(cfg: DictConfig) -> str:
     return str(uri).rstrip("/") + "/"
 
 
+def _with_objective_mode(cfg, split, space, warnings) -> overrides.Split:
+    """The job keeps (and exports) the best checkpoint by the tuner's direction: a minimised
+    objective sends optimized_mode=min, so ModelCheckpoint uses mode=min and the `best` line
+    the tuner reads last is the smallest value."""
+    mode = "min" if space.direction == "minimize" else "max"
+    if re.search(r"(loss|rmse|mae|error)$", space.metric) and mode == "max":
+        warnings.append(
+            f"the tuning objective {space.metric} is maximised: add "
+            "sweep.objective.direction=minimize if lower is better"
+        )
+    if str(cfg.get("optimized_mode", "max")) == mode and "optimized_mode" not in split.keys:
+        return split
+    pairs = zip(split.training, split.keys, strict=True)
+    kept = [(o, k) for o, k in pairs if k != "optimized_mode"]
+    return overrides.Split(
+        training=[o for o, _ in kept] + [f"optimized_mode={mode}"],
+        keys=[k for _, k in kept] + ["optimized_mode"],
+        launcher=split.launcher,
+    )
+
+
 def _int(sm: DictConfig, key: str, minimum: int = 1) -> int:
     try:
         value = int(sm[key])
@@ -270,7 +290,8 @@ def _int(sm: DictConfig, key: str, minimum: int = 1) -> int:
     return value
 
 
-def build(cfg: DictConfig, hyperparameters: dict[str, str], launch_id: str) -> JobSpec:
+def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
+    """The job of the composed launch config and the training overrides of the command line."""
     sm = cfg.sagemaker
     warnings: list[str] = []
     role = sm.get("role")
@@ -330,10 +351,16 @@ def build(cfg: DictConfig, hyperparameters: dict[str, str], launch_id: str) -> J
         if sm.get(key) and not is_s3_uri(str(sm[key])):
             raise BincountError(f"sagemaker.{key}={sm[key]} must be an s3:// URI")
     space = hpo.space(cfg) if cfg.get("sweep") is not None else None
+    tuned = set()
     if space is not None:
-        both = sorted({p.key for p in space.params} & set(hyperparameters))
+        tuned = {p.key for p in space.params}
+        for p in space.params:
+            overrides.tuned_name(p.key)  # a clear error for a key no hyperparameter can carry
+        both = sorted(tuned & set(split.keys))
         if both:
             warnings.append(f"{', '.join(both)} set on the command line and tuned: tuned wins")
+        split = _with_objective_mode(cfg, split, space, warnings)
+    hyperparameters = split.hyperparameters(drop_keys=tuned)
     environment = {str(k): str(v) for k, v in (sm.get("environment") or {}).items()}
     processes = sm.get("processes_per_host")
     return JobSpec(

@@ -114,13 +114,16 @@ def parameter_ranges(spec: JobSpec) -> dict:
         IntegerParameter,
     )
 
+    from bincount.sagemaker.overrides import tuned_name
+
     out = {}
     for p in spec.space.params:
         if p.type == "categorical":
-            out[p.key] = CategoricalParameter([str(v) for v in p.choices])
+            out[tuned_name(p.key)] = CategoricalParameter([str(v) for v in p.choices])
             continue
         kind = ContinuousParameter if p.type == "float" else IntegerParameter
-        out[p.key] = kind(p.low, p.high, scaling_type="Logarithmic" if p.log else "Linear")
+        scaling = "Logarithmic" if p.log else "Linear"
+        out[tuned_name(p.key)] = kind(p.low, p.high, scaling_type=scaling)
     return out
 
 

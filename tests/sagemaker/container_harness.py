@@ -51,6 +51,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -106,7 +107,12 @@ class Container:
     def popen(self) -> subprocess.Popen:
         out = open(self.log, "a")  # noqa: SIM115 (closed by wait())
         proc = subprocess.Popen(
-            self.command, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            self.command,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill() takes the whole container
         )
         proc._harness_log = out  # type: ignore[attr-defined]
         return proc
@@ -119,6 +125,21 @@ class Container:
                 proc.kill()
                 proc.wait()
             proc._harness_log.close()  # type: ignore[attr-defined]
+
+    @staticmethod
+    def kill(proc: subprocess.Popen) -> None:
+        """What a spot interruption does: every process of the container, at once, no warning."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc._harness_log.close()  # type: ignore[attr-defined]
+
+    def fresh_instance(self) -> None:
+        """A restarted spot job runs on a new instance: only the checkpoints come back (SageMaker
+        syncs them down from CheckpointConfig.S3Uri); model/, output/ and /tmp start empty."""
+        for sub in ("model", "output", "tmp"):
+            shutil.rmtree(self.root / sub)
+        for sub in ("model", "output/data", "tmp"):
+            (self.root / sub).mkdir(parents=True)
 
     def run(self, timeout: float = 600) -> int:
         return self.wait(self.popen(), timeout)

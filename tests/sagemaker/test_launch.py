@@ -16,6 +16,7 @@ from sm_moto import BUCKET, REGION, ROLE, s3_keys, s3_read
 
 from bincount.config import config_dir, project_root
 from bincount.sagemaker.launcher import launch
+from bincount.sagemaker.overrides import OVERRIDES_KEY, decode
 
 CPU_IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-training:2.10.0-cpu-py313"
 BASE = [
@@ -62,13 +63,9 @@ def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
     assert req["ResourceConfig"]["InstanceCount"] == 1
     assert req["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
     assert req["RoleArn"] == ROLE
-    # The training overrides, verbatim; nothing of the launcher's own settings.
-    assert req["HyperParameters"] == {
-        "model": "resnet50",
-        "lr": "0.01",
-        "trainer.max_epochs": "3",
-        "+data.extra": "[1,2]",
-    }
+    # The training overrides, verbatim, in one hyperparameter; nothing of the launcher's own.
+    assert list(req["HyperParameters"]) == [OVERRIDES_KEY]
+    assert decode(req["HyperParameters"][OVERRIDES_KEY]) == overrides
     # Spot: a max wait above the max runtime, checkpoints synced to S3 and found by the bridge.
     assert req["EnableManagedSpotTraining"] is True
     stop = req["StoppingCondition"]
@@ -153,7 +150,7 @@ def test_tuning_job_searches_the_one_space(aws, tmp_path):
     ]
     definition = req["TrainingJobDefinition"]
     static = definition["StaticHyperParameters"]
-    assert static["model"] == "resnet18" and "lr" not in static  # tuned, not fixed
+    assert decode(static[OVERRIDES_KEY]) == ["model=resnet18"]  # lr is tuned, not fixed
     assert static["sagemaker_program"] == "sagemaker_entry.py"
     names = [m["Name"] for m in definition["AlgorithmSpecification"]["MetricDefinitions"]]
     assert "val/acc" in names
@@ -191,7 +188,7 @@ def test_dry_run_from_the_command_line(aws, tmp_path):
     start = proc.stdout.index("{")
     end = proc.stdout.rindex("}") + 1
     req = json.loads(proc.stdout[start:end])["CreateTrainingJob"]
-    assert req["HyperParameters"] == {"lr": "0.02"}
+    assert decode(req["HyperParameters"][OVERRIDES_KEY]) == ["lr=0.02"]
     assert "cost estimate (on-demand chosen)" in proc.stdout
 
 

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from sm_moto import BUCKET, REGION, ROLE, s3_keys, s3_read
 
 from bincount.config import config_dir, project_root
+from bincount.sagemaker import prices
 from bincount.sagemaker.launcher import launch
 from bincount.sagemaker.overrides import OVERRIDES_KEY, decode
 
@@ -197,7 +198,8 @@ def test_dry_run_from_the_command_line(aws, tmp_path):
     [
         (["sagemaker.role=null"], "no IAM role"),
         (["sagemaker.role=my-role"], "is not a role ARN"),
-        (["sagemaker.instance_type=ml.m5.huge"], "unknown instance type ml.m5.huge"),
+        (["sagemaker.instance_type=m5.xlarge"], "is not a SageMaker instance type"),
+        (["sagemaker.input_mode=Pipe"], "use sagemaker.input_mode=FastFile"),
         (["sagemaker.spot=true", "sagemaker.max_wait_s=14400"], "must be above"),
         (["sagemaker.instance_count=2"], "add sagemaker=ddp"),
         (["data.source=/tmp/somewhere"], "bincount data upload"),
@@ -228,7 +230,7 @@ def test_no_region_is_a_clear_error(aws, tmp_path, monkeypatch):
 def test_cli_prints_the_error_without_traceback(aws, tmp_path):
     proc = run_launcher(*BASE, "sagemaker.instance_type=ml.nope", tmp_path=tmp_path)
     assert proc.returncode == 2
-    assert "error: unknown instance type ml.nope" in proc.stderr
+    assert "error: sagemaker.instance_type=ml.nope is not a SageMaker instance type" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert aws.requests == []
 
@@ -240,3 +242,15 @@ def test_without_a_bucket_the_sdk_default_bucket_is_used(aws, tmp_path):
     default = f"sagemaker-{REGION}-123456789012"  # moto's account
     assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{default}/bincount/output"
     assert req["CheckpointConfig"]["S3Uri"].startswith(f"s3://{default}/bincount/checkpoints/")
+
+
+def test_any_ml_instance_type_launches_and_an_unlisted_one_is_priced_unknown(aws, tmp_path):
+    lines = []
+    launch_in_process(
+        *BASE, "sagemaker.instance_type=ml.g6e.xlarge", tmp_path=tmp_path, echo=lines.append
+    )
+    [req] = aws.sagemaker("CreateTrainingJob")
+    assert req["ResourceConfig"]["InstanceType"] == "ml.g6e.xlarge"
+    assert req["AlgorithmSpecification"]["TrainingImage"].endswith("-gpu-py313")
+    out = "\n".join(lines)
+    assert "price unknown" in out and prices.PRICES_AS_OF in out and prices.PRICES_SOURCE in out

@@ -2,8 +2,9 @@
 
 `build(cfg, hyperparameters, launch_id)` reads the `sagemaker` group (and `sweep` for a tuning
 job) and raises a BincountError for what SageMaker would refuse later or what would waste money:
-no role, no region, an unknown instance type, spot with a max wait not above the max runtime,
-several instances without a distributed setup. `training_request()` / `tuning_request()` give
+no role, no region, a malformed instance type (any `ml.*` type is accepted; the price table only
+prices), Pipe input, spot with a max wait not above the max runtime, several instances without a
+distributed setup. `training_request()` / `tuning_request()` give
 the requests in the API's own shape (what `dry_run=true` prints; the SDK sends the same fields).
 """
 
@@ -34,6 +35,7 @@ LOGGED_METRICS = (
     "test/mae",
     "test/off_by_one",
 )
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z][a-z0-9-]*\.[a-z0-9-]+")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 _NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 CHECKPOINT_ENV = "BINCOUNT_CHECKPOINT_DIR"
@@ -54,7 +56,7 @@ class JobSpec:
     instance_type: str
     instance_count: int
     volume_size_gb: int
-    gpus_per_instance: int
+    gpus_per_instance: int | None  # None: a type the price table does not list
     input_mode: str
     data_uri: str
     bucket: str | None  # None: SageMaker's default bucket, known once the account is
@@ -221,7 +223,8 @@ def resolve_region(configured: str | None) -> str:
     return region
 
 
-def image_uri(sm: DictConfig, region: str, gpus: int) -> str:
+def image_uri(sm: DictConfig, region: str) -> str:
+    """AWS's PyTorch training image for the instance (the SDK picks cpu or gpu by its family)."""
     if sm.get("image_uri"):
         return str(sm.image_uri)
     from sagemaker.core import image_uris  # the SDK's offline table of AWS images
@@ -314,12 +317,12 @@ def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
             "(`bincount data fetch`, then `bincount data upload`) and pass sagemaker.data_uri"
         )
     itype = str(sm.instance_type)
-    known = prices.instance(itype)
-    if known is None:
+    if not _INSTANCE_TYPE.fullmatch(itype):
         raise BincountError(
-            f"unknown instance type {itype}: use one of {', '.join(prices.INSTANCES)} (or add it "
-            "with its price to bincount/sagemaker/prices.py)"
+            f"sagemaker.instance_type={itype} is not a SageMaker instance type: use "
+            "ml.<family>.<size>, e.g. ml.m5.xlarge or ml.g5.xlarge"
         )
+    known = prices.instance(itype)  # None: any other ml.* type, priced "unknown"
     count = _int(sm, "instance_count")
     distributed = sm.get("distributed") or None
     if distributed not in (None, "torchrun"):
@@ -345,8 +348,14 @@ def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
     elif sm.get("max_wait_s") is not None:
         warnings.append("sagemaker.max_wait_s applies to spot jobs only: ignored")
     input_mode = str(sm.input_mode)
-    if input_mode not in ("File", "FastFile", "Pipe"):
-        raise BincountError(f"sagemaker.input_mode={input_mode}: use FastFile, File or Pipe")
+    if input_mode == "Pipe":
+        raise BincountError(
+            "sagemaker.input_mode=Pipe streams a channel through a FIFO as one record stream, "
+            "and this training opens image files by path: use sagemaker.input_mode=FastFile "
+            "(streams each file on first read) or File (copies the channel first)"
+        )
+    if input_mode not in ("File", "FastFile"):
+        raise BincountError(f"sagemaker.input_mode={input_mode}: use FastFile or File")
     for key in ("output_path", "checkpoint_s3_uri"):
         if sm.get(key) and not is_s3_uri(str(sm[key])):
             raise BincountError(f"sagemaker.{key}={sm[key]} must be an s3:// URI")
@@ -367,11 +376,11 @@ def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
         launch_id=launch_id,
         region=region,
         role=str(role),
-        image_uri=image_uri(sm, region, known.gpus),
+        image_uri=image_uri(sm, region),
         instance_type=itype,
         instance_count=count,
         volume_size_gb=_int(sm, "volume_size_gb"),
-        gpus_per_instance=known.gpus,
+        gpus_per_instance=known.gpus if known else None,
         input_mode=input_mode,
         data_uri=data_uri,
         bucket=sm.get("bucket") or None,

@@ -180,6 +180,23 @@ def test_dry_run_prints_requests_and_cost_and_calls_nothing(aws, tmp_path):
     assert "on-demand: up to $" in out and "spot:      up to $" in out
     # 20 trials x 4 h x $0.23/h on-demand, and 30 % of it on spot
     assert "$18.40" in out and "$5.52" in out
+    # What the SDK itself built, captured in botocore and checked against the service model.
+    assert "CreateHyperParameterTuningJob: valid against botocore's SageMaker" in out
+    request = result.requests["CreateHyperParameterTuningJob"]
+    definition = request["TrainingJobDefinition"]
+    assert definition["StaticHyperParameters"]["sagemaker_program"] == "sagemaker_entry.py"
+    assert definition["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    assert "would upload" in out and "/input/sm_drivers" in out
+    record = json.loads((tmp_path / "launch" / "requests.json").read_text())
+    assert record["requests"] == json.loads(json.dumps(result.requests, default=str))
+
+
+def test_the_validator_is_botocores_and_reports_what_is_wrong():
+    from bincount.sagemaker.capture import validate
+
+    problems = validate("CreateTrainingJob", {"TrainingJobName": "x", "RoleArn": 3})
+    text = " ".join(problems)
+    assert "OutputDataConfig" in text and "RoleArn" in text
 
 
 def test_dry_run_from_the_command_line(aws, tmp_path):

@@ -1,11 +1,11 @@
 """The job from the config: every field of the SageMaker requests, checked before any call.
 
-`build(cfg, hyperparameters, launch_id)` reads the `sagemaker` group (and `sweep` for a tuning
+`build(cfg, split, launch_id)` reads the `sagemaker` group (and `sweep` for a tuning
 job) and raises a BincountError for what SageMaker would refuse later or what would waste money:
 no role, no region, a malformed instance type (any `ml.*` type is accepted; the price table only
 prices), Pipe input, spot with a max wait not above the max runtime, several instances without a
-distributed setup. `training_request()` / `tuning_request()` give
-the requests in the API's own shape (what `dry_run=true` prints; the SDK sends the same fields).
+distributed setup. The SDK builds the requests from it
+(submit.py); `dry_run=true` prints them as captured in botocore (capture.py).
 """
 
 from __future__ import annotations
@@ -104,97 +104,6 @@ class JobSpec:
         if self.checkpointing:
             env[CHECKPOINT_ENV] = self.checkpoint_local_path
         return env
-
-    # ----- requests, in the API's shape -----
-    def _resource_and_stopping(self) -> dict:
-        stopping = {"MaxRuntimeInSeconds": self.max_runtime_s}
-        if self.spot:
-            stopping["MaxWaitTimeInSeconds"] = self.max_wait_s
-        out = {
-            "ResourceConfig": {
-                "InstanceType": self.instance_type,
-                "InstanceCount": self.instance_count,
-                "VolumeSizeInGB": self.volume_size_gb,
-            },
-            "StoppingCondition": stopping,
-            "EnableManagedSpotTraining": self.spot,
-        }
-        if self.checkpointing:
-            out["CheckpointConfig"] = {
-                "S3Uri": self.checkpoint_uri(),
-                "LocalPath": self.checkpoint_local_path,
-            }
-        return out
-
-    def data_channel(self) -> dict:
-        return {
-            "ChannelName": DATA_CHANNEL,
-            "DataSource": {
-                "S3DataSource": {
-                    "S3DataType": "S3Prefix",
-                    "S3Uri": self.data_uri,
-                    "S3DataDistributionType": "FullyReplicated",
-                }
-            },
-            "InputMode": self.input_mode,
-        }
-
-    def training_request(self) -> dict:
-        code = f"s3://{self.bucket_or_placeholder()}/{self.base_job_name}/<job name>/input"
-        return {
-            "TrainingJobName": f"{self.base_job_name}-<timestamp>",
-            "AlgorithmSpecification": {
-                "TrainingImage": self.image_uri,
-                "TrainingInputMode": self.input_mode,
-                "MetricDefinitions": self.metric_definitions,
-                "ContainerEntrypoint": ["/bin/bash"],
-                "ContainerArguments": [
-                    "-c",
-                    "<the SDK's sm_train.sh: requirements, then "
-                    + (f"torchrun {ENTRY_SCRIPT}>" if self.distributed else f"{ENTRY_SCRIPT}>"),
-                ],
-            },
-            "RoleArn": self.role,
-            "HyperParameters": dict(self.hyperparameters),
-            "InputDataConfig": [
-                self.data_channel(),
-                {"ChannelName": "code", "S3Uri": f"{code}/code (the source bundle)"},
-                {"ChannelName": "sm_drivers", "S3Uri": f"{code}/sm_drivers (the SDK's drivers)"},
-            ],
-            "OutputDataConfig": {"S3OutputPath": self.output_uri()},
-            **self._resource_and_stopping(),
-            "Environment": self.container_environment(),
-            "Tags": self.tags,
-        }
-
-    def tuning_request(self) -> dict:
-        assert self.space is not None
-        static = dict(self.hyperparameters)  # the tuned overrides were dropped in build()
-        static["sagemaker_program"] = ENTRY_SCRIPT
-        static["sagemaker_submit_directory"] = "<s3 uri of the source bundle, sourcedir.tar.gz>"
-        return {
-            "HyperParameterTuningJobName": f"{self.base_job_name}-hpo-<timestamp>",
-            "HyperParameterTuningJobConfig": self.space.tuning_job_config(),
-            "TrainingJobDefinition": {
-                "AlgorithmSpecification": {
-                    "TrainingImage": self.image_uri,
-                    "TrainingInputMode": self.input_mode,
-                    "MetricDefinitions": self.metric_definitions,
-                },
-                "RoleArn": self.role,
-                "StaticHyperParameters": static,
-                "InputDataConfig": [self.data_channel()],
-                "OutputDataConfig": {"S3OutputPath": self.output_uri()},
-                **self._resource_and_stopping(),
-                "Environment": self.container_environment(),
-            },
-            "Tags": self.tags,
-        }
-
-    def requests(self) -> dict:
-        if self.space is not None:
-            return {"CreateHyperParameterTuningJob": self.tuning_request()}
-        return {"CreateTrainingJob": self.training_request()}
 
     def estimate(self) -> prices.Estimate:
         return prices.estimate(

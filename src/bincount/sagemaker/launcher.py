@@ -35,15 +35,15 @@ def launch(
     run_dir: Path,
     echo: Callable[[str], None] = print,
 ) -> Launch:
+    from bincount.sagemaker.submit import sdk_installed, submit
+
+    sdk_installed()  # one clear line without the extra, before anything else
     run_dir = Path(run_dir)
     split = overrides.split(task_overrides)
     launch_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     job = spec.build(cfg, split, launch_id)
     for warning in job.warnings:
         echo(f"warning: {warning}")
-    from bincount.sagemaker.submit import sdk_installed, submit
-
-    sdk_installed()
     built = bundle.build(project_root(), run_dir / "bundle", keep_image_torch=job.keep_image_torch)
     estimate = job.estimate()
     kind = "tuning job" if job.space else "training job"

@@ -107,6 +107,15 @@ def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
     assert "pytorch-lightning==2.6.6" in requirements
     assert "\ntorch==" not in requirements  # the image's own torch build
     assert "sagemaker" not in requirements.replace("# Pinned", "")
+    # Only what training imports: no serving, export, sweep, trackers the job does not use.
+    installed = {line.split("==")[0].lower() for line in requirements.splitlines() if "==" in line}
+    installed -= {
+        line[2:].split("==")[0].lower() for line in requirements.splitlines() if line[:1] == "#"
+    }
+    for unused in ("flask", "waitress", "onnx", "onnxruntime", "wandb", "mlflow-skinny", "optuna"):
+        assert unused not in installed
+    assert {"pytorch-lightning", "timm", "hydra-core", "pillow"} <= installed
+
     # What was launched is recorded next to the bundle.
     record = json.loads((tmp_path / "launch" / "requests.json").read_text())
     assert (
@@ -114,6 +123,19 @@ def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
         and record["requests"]["CreateTrainingJob"]["HyperParameters"] == (req["HyperParameters"])
     )
     assert "submitted training job" in proc.stdout and "cost estimate" in proc.stdout
+
+
+def test_a_job_whose_logger_asks_for_a_tracker_installs_it(aws, tmp_path):
+    launch_in_process(*BASE, "logger=wandb", "debug=health", tmp_path=tmp_path)
+    [req] = aws.sagemaker("CreateTrainingJob")
+    code = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "code")
+    prefix = code["DataSource"]["S3DataSource"]["S3Uri"].split(f"s3://{BUCKET}/", 1)[1]
+    lines = s3_read(f"{prefix}/requirements.txt").decode().splitlines()
+    assert (
+        "wandb==0.31.0" in lines
+        and "# mlflow-skinny==3.17.2  (not used by this job's config)" in lines
+    )
+    assert any(line.startswith("matplotlib==") for line in lines)  # the run report's plots
 
 
 def test_ddp_job_runs_torchrun_on_every_host(aws, tmp_path):

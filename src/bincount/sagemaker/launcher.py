@@ -29,6 +29,17 @@ class Launch:
     job_name: str | None  # None on a dry run
 
 
+def _training_config_text(cfg: DictConfig) -> str:
+    """The YAML of what the job trains (the launch config minus the launcher's own nodes),
+    unresolved: enough to see which loggers and callbacks it uses."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(cfg, resolve=False)
+    for key in ("sagemaker", "sweep", "hydra"):
+        node.pop(key, None)
+    return OmegaConf.to_yaml(OmegaConf.create(node))
+
+
 def launch(
     cfg: DictConfig,
     task_overrides: list[str],
@@ -44,7 +55,12 @@ def launch(
     job = spec.build(cfg, split, launch_id)
     for warning in job.warnings:
         echo(f"warning: {warning}")
-    built = bundle.build(project_root(), run_dir / "bundle", keep_image_torch=job.keep_image_torch)
+    built = bundle.build(
+        project_root(),
+        run_dir / "bundle",
+        keep_image_torch=job.keep_image_torch,
+        optional=bundle.needed_by(_training_config_text(cfg)),
+    )
     estimate = job.estimate()
     kind = "tuning job" if job.space else "training job"
     dry = bool(cfg.get("dry_run"))

@@ -45,7 +45,7 @@ def members(tar_path) -> set[str]:
         return set(tar.getnames())
 
 
-def test_the_acceptance_request_trains_through_sm_train_sh(aws, tmp_path, tiny_source):
+def test_the_acceptance_request_trains_through_sm_train_sh(aws, tmp_path, tiny_source, make_cfg):
     """`python launch_sagemaker.py trainer.max_epochs=1 +trainer.val_check_interval=0.5 lr=0.01`,
     as SageMaker would run it. Before the fix this died in sm_train.sh with
     `export: 'SM_HP_TRAINER.MAX_EPOCHS=1': not a valid identifier`."""
@@ -64,6 +64,16 @@ def test_the_acceptance_request_trains_through_sm_train_sh(aws, tmp_path, tiny_s
     assert re.search(r"^  max_epochs: 1$", config, re.M)
     assert re.search(r"^  val_check_interval: 0.5$", config, re.M)
     assert re.search(r"^lr: 0.01$", config, re.M)
+    # ... and as `python train.py <the same overrides>` composes it, but for where things are.
+    import yaml
+
+    remote = yaml.safe_load(config)
+    local = make_cfg(*overrides, f"data.source={tiny_source}")
+    for key in ("lr", "batch_size", "optimized_metric", "optimized_mode", "seed"):
+        assert remote[key] == local[key], key
+    assert remote["model"]["_target_"] == local.model._target_
+    assert remote["data"]["image_size"] == local.data.image_size == 64
+    assert remote["data"]["source"] == str(container.root / "input/data/data")
     # Two validations in the one epoch (val_check_interval=0.5): two rows of val metrics.
     rows = (model / "csv" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")

@@ -42,8 +42,10 @@ Redirections (the only changes to AWS's code and settings, each listed):
 
 `uploads()` then gives what SageMaker would upload: model.tar.gz (the contents of model/),
 output.tar.gz (output/data/) and the checkpoint folder (synced to CheckpointConfig.S3Uri).
-Usable as a script too: `python tests/sagemaker/container_harness.py REQUEST.json DATA ROOT`
-runs the CreateTrainingJob of a launch's requests.json (with the channels already under ROOT).
+Usable as a script too: `python tests/sagemaker/container_harness.py REQUESTS_JSON DATA ROOT`
+runs the CreateTrainingJob of a (not dry-run) launch's requests.json on the images in DATA, the
+`code` and `sm_drivers` channels downloaded from the S3 the launch uploaded them to (boto3's
+usual settings; AWS_ENDPOINT_URL for a moto server).
 """
 
 from __future__ import annotations

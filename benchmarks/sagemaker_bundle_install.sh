@@ -21,14 +21,15 @@ pins = [l for l in (root / "requirements.txt").read_text().splitlines()
 Path("before.txt").write_text("\n".join(pins) + "\n")  # requirements.txt minus torch/vision
 PYEOF
 TORCH=$(grep -E '^(torch|torchvision)==' "$ROOT/requirements.txt" | tr '\n' ' ')
-rm -rf base && "$PY" -m venv base && base/bin/pip install -q $TORCH
+rm -rf base && "$PY" -m venv base && base/bin/pip install -q $TORCH 2>>pip.log
 for which in before after; do
   rm -rf "t-$which" && cp -a base "t-$which"
   start=$(date +%s.%N)
-  "t-$which/bin/python" -m pip install -q -r "$which.txt"
+  "t-$which/bin/python" -m pip install -q -r "$which.txt" 2>>pip.log
   end=$(date +%s.%N)
   n=$("t-$which/bin/python" -m pip list 2>/dev/null | tail -n +3 | wc -l)
   added=$(( $(du -sm "t-$which" | cut -f1) - $(du -sm base | cut -f1) ))
   echo "$which: $(grep -c '^[^#].*==' "$which.txt") pins, $(echo "$end - $start" | bc) s, $n packages in the venv, +${added} MB"
   rm -rf "t-$which"
 done
+rm -rf base

@@ -71,7 +71,8 @@ def launch(
     try:
         name = submit(job, built.path, recorder)
     finally:  # what the SDK sent (or would have), as botocore received it
-        record["requests"] = {op: params for op, params in recorder.calls}
+        calls = {op: params for op, params in recorder.calls}
+        record["requests"] = json.loads(json.dumps(calls, default=str))
         record["job_name"] = None if dry else recorder.job_name()
         atomic_write_json(run_dir / "requests.json", record)
     requests = record["requests"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import tarfile
 import time
 
@@ -14,7 +16,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from bincount.config import config_dir
+from bincount.config import config_dir, project_root
 from bincount.sagemaker.launcher import launch
 
 BUCKET = "bincount-test"
@@ -23,6 +25,7 @@ BASE = [
     "sagemaker.instance_type=ml.m5.xlarge",
     f"data.source=s3://{BUCKET}/abid",
 ]
+LAUNCHER = str(project_root() / "launch_sagemaker.py")
 # Small enough for 2 shared CPU cores: 64 px, 8 images a split, batches of 4, no worker processes.
 TINY = [
     "experiment=smoke",
@@ -50,7 +53,13 @@ def test_the_acceptance_request_trains_through_sm_train_sh(aws, tmp_path, tiny_s
     as SageMaker would run it. Before the fix this died in sm_train.sh with
     `export: 'SM_HP_TRAINER.MAX_EPOCHS=1': not a valid identifier`."""
     overrides = ["trainer.max_epochs=1", "+trainer.val_check_interval=0.5", "lr=0.01", *TINY]
-    launched(aws, tmp_path, *overrides)
+    proc = subprocess.run(  # the command line itself, as a user types it
+        [sys.executable, LAUNCHER, *overrides, *BASE, f"hydra.run.dir={tmp_path / 'launch'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
     [request] = aws.sagemaker("CreateTrainingJob")
     container = harness.training_job(request, tmp_path / "opt-ml", tiny_source, aws.env)
     code = container.run(timeout=600)

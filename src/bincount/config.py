@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 
 def project_root() -> Path:
-    """The folder holding `conf/`: the checkout, or $BINCOUNT_ROOT (e.g. a SageMaker bundle)."""
+    """The folder holding `conf/`: $BINCOUNT_ROOT (e.g. a SageMaker bundle), the checkout, the
+    current folder if it holds conf/, else an installed copy (<prefix>/share/bincount, from
+    pyproject's data-files: a non-editable `pip install`)."""
     env = os.environ.get("BINCOUNT_ROOT")
     if env:
         return Path(env).resolve()
     here = Path(__file__).resolve().parents[2]  # src/bincount/config.py -> checkout
     if (here / "conf").is_dir():
         return here
-    return Path.cwd().resolve()
+    cwd = Path.cwd().resolve()
+    if (cwd / "conf").is_dir():
+        return cwd
+    installed = Path(sys.prefix) / "share" / "bincount"
+    if (installed / "conf").is_dir():
+        return installed
+    return cwd
 
 
 def config_dir() -> Path:

@@ -15,23 +15,41 @@ from bincount.sagemaker.bridge import (
     job_overrides,
     parse_hyperparameters,
 )
-from bincount.sagemaker.overrides import split, to_overrides
+from bincount.sagemaker.overrides import OVERRIDES_KEY, decode, split, to_overrides, tuned_name
 
 
 def test_hyperparameters_round_trip_to_the_same_overrides():
-    cli = ["model=resnet50", "lr=0.01", "+data.extra=[1,2]", "~callbacks.lr_monitor", "x='a b'"]
+    cli = [
+        "model=resnet50",
+        "lr=0.01",
+        "+data.extra=[1,2]",
+        "~callbacks.lr_monitor",
+        "x='a b'",
+        '+y="it\'s = \\"q\\""',
+    ]
     hps = split([*cli, "sagemaker.spot=true", "+sweep=hpo", "dry_run=true", "data.source=/d"])
-    assert hps.hyperparameters == {
-        "model": "resnet50",
-        "lr": "0.01",
-        "+data.extra": "[1,2]",
-        "~callbacks.lr_monitor": "",
-        "x": "'a b'",
-    }
-    # as SageMaker's drivers pass them: --key value
-    argv = [a for k, v in hps.hyperparameters.items() for a in (f"--{k}", v)]
-    argv += ["--sagemaker_program", "sagemaker_entry.py"]
-    assert to_overrides(parse_hyperparameters(argv)) == cli
+    assert hps.training == cli
+    assert hps.launcher == ["sagemaker.spot=true", "+sweep=hpo", "dry_run=true", "data.source=/d"]
+    [(name, value)] = hps.hyperparameters().items()
+    assert name == OVERRIDES_KEY
+    assert "'" not in value  # shell-safe once AWS's code decodes it and writes `export ...='...'`
+    # As each reader passes it on (JSON-decoded once, as sagemaker-train's drivers and the
+    # sagemaker-training toolkit do), and as it is sent (not decoded): the same overrides.
+    for passed in (json.loads(value), value):
+        argv = ["--" + name, passed, "--sagemaker_program", "sagemaker_entry.py"]
+        argv += ["--_tuning_objective_metric", "val/acc", "--lr", "0.02"]
+        assert to_overrides(parse_hyperparameters(argv)) == [*cli, "lr=0.02"]
+
+
+def test_tuned_keys_travel_under_shell_safe_names():
+    assert tuned_name("lr") == "lr" and tuned_name("data.image_size") == "data__image_size"
+    assert to_overrides({"data__image_size": "96"}) == ["data.image_size=96"]
+    with pytest.raises(BincountError, match="a tuned key must be"):
+        tuned_name("+weird-key")
+    hps = split(["lr=0.5", "model=resnet18"]).hyperparameters(drop_keys={"lr"})
+    assert decode(hps[OVERRIDES_KEY]) == ["model=resnet18"]  # tuned wins
+    with pytest.raises(BincountError, match="not a JSON list of overrides"):
+        decode('{"a": 1}')
 
 
 def test_sweeps_and_bad_arguments_are_refused():

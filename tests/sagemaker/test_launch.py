@@ -15,7 +15,9 @@ from hydra import compose, initialize_config_dir
 from sm_moto import BUCKET, REGION, ROLE, s3_keys, s3_read
 
 from bincount.config import config_dir, project_root
+from bincount.sagemaker import prices
 from bincount.sagemaker.launcher import launch
+from bincount.sagemaker.overrides import OVERRIDES_KEY, decode
 
 CPU_IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-training:2.10.0-cpu-py313"
 BASE = [
@@ -62,13 +64,9 @@ def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
     assert req["ResourceConfig"]["InstanceCount"] == 1
     assert req["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
     assert req["RoleArn"] == ROLE
-    # The training overrides, verbatim; nothing of the launcher's own settings.
-    assert req["HyperParameters"] == {
-        "model": "resnet50",
-        "lr": "0.01",
-        "trainer.max_epochs": "3",
-        "+data.extra": "[1,2]",
-    }
+    # The training overrides, verbatim, in one hyperparameter; nothing of the launcher's own.
+    assert list(req["HyperParameters"]) == [OVERRIDES_KEY]
+    assert decode(req["HyperParameters"][OVERRIDES_KEY]) == overrides
     # Spot: a max wait above the max runtime, checkpoints synced to S3 and found by the bridge.
     assert req["EnableManagedSpotTraining"] is True
     stop = req["StoppingCondition"]
@@ -109,6 +107,15 @@ def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
     assert "pytorch-lightning==2.6.6" in requirements
     assert "\ntorch==" not in requirements  # the image's own torch build
     assert "sagemaker" not in requirements.replace("# Pinned", "")
+    # Only what training imports: no serving, export, sweep, trackers the job does not use.
+    installed = {line.split("==")[0].lower() for line in requirements.splitlines() if "==" in line}
+    installed -= {
+        line[2:].split("==")[0].lower() for line in requirements.splitlines() if line[:1] == "#"
+    }
+    for unused in ("flask", "waitress", "onnx", "onnxruntime", "wandb", "mlflow-skinny", "optuna"):
+        assert unused not in installed
+    assert {"pytorch-lightning", "timm", "hydra-core", "pillow"} <= installed
+
     # What was launched is recorded next to the bundle.
     record = json.loads((tmp_path / "launch" / "requests.json").read_text())
     assert (
@@ -116,6 +123,19 @@ def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
         and record["requests"]["CreateTrainingJob"]["HyperParameters"] == (req["HyperParameters"])
     )
     assert "submitted training job" in proc.stdout and "cost estimate" in proc.stdout
+
+
+def test_a_job_whose_logger_asks_for_a_tracker_installs_it(aws, tmp_path):
+    launch_in_process(*BASE, "logger=wandb", "debug=health", tmp_path=tmp_path)
+    [req] = aws.sagemaker("CreateTrainingJob")
+    code = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "code")
+    prefix = code["DataSource"]["S3DataSource"]["S3Uri"].split(f"s3://{BUCKET}/", 1)[1]
+    lines = s3_read(f"{prefix}/requirements.txt").decode().splitlines()
+    assert (
+        "wandb==0.31.0" in lines
+        and "# mlflow-skinny==3.17.2  (not used by this job's config)" in lines
+    )
+    assert any(line.startswith("matplotlib==") for line in lines)  # the run report's plots
 
 
 def test_ddp_job_runs_torchrun_on_every_host(aws, tmp_path):
@@ -153,7 +173,7 @@ def test_tuning_job_searches_the_one_space(aws, tmp_path):
     ]
     definition = req["TrainingJobDefinition"]
     static = definition["StaticHyperParameters"]
-    assert static["model"] == "resnet18" and "lr" not in static  # tuned, not fixed
+    assert decode(static[OVERRIDES_KEY]) == ["model=resnet18"]  # lr is tuned, not fixed
     assert static["sagemaker_program"] == "sagemaker_entry.py"
     names = [m["Name"] for m in definition["AlgorithmSpecification"]["MetricDefinitions"]]
     assert "val/acc" in names
@@ -182,6 +202,23 @@ def test_dry_run_prints_requests_and_cost_and_calls_nothing(aws, tmp_path):
     assert "on-demand: up to $" in out and "spot:      up to $" in out
     # 20 trials x 4 h x $0.23/h on-demand, and 30 % of it on spot
     assert "$18.40" in out and "$5.52" in out
+    # What the SDK itself built, captured in botocore and checked against the service model.
+    assert "CreateHyperParameterTuningJob: valid against botocore's SageMaker" in out
+    request = result.requests["CreateHyperParameterTuningJob"]
+    definition = request["TrainingJobDefinition"]
+    assert definition["StaticHyperParameters"]["sagemaker_program"] == "sagemaker_entry.py"
+    assert definition["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    assert "would upload" in out and "/input/sm_drivers" in out
+    record = json.loads((tmp_path / "launch" / "requests.json").read_text())
+    assert record["requests"] == json.loads(json.dumps(result.requests, default=str))
+
+
+def test_the_validator_is_botocores_and_reports_what_is_wrong():
+    from bincount.sagemaker.capture import validate
+
+    problems = validate("CreateTrainingJob", {"TrainingJobName": "x", "RoleArn": 3})
+    text = " ".join(problems)
+    assert "OutputDataConfig" in text and "RoleArn" in text
 
 
 def test_dry_run_from_the_command_line(aws, tmp_path):
@@ -191,7 +228,7 @@ def test_dry_run_from_the_command_line(aws, tmp_path):
     start = proc.stdout.index("{")
     end = proc.stdout.rindex("}") + 1
     req = json.loads(proc.stdout[start:end])["CreateTrainingJob"]
-    assert req["HyperParameters"] == {"lr": "0.02"}
+    assert decode(req["HyperParameters"][OVERRIDES_KEY]) == ["lr=0.02"]
     assert "cost estimate (on-demand chosen)" in proc.stdout
 
 
@@ -200,7 +237,8 @@ def test_dry_run_from_the_command_line(aws, tmp_path):
     [
         (["sagemaker.role=null"], "no IAM role"),
         (["sagemaker.role=my-role"], "is not a role ARN"),
-        (["sagemaker.instance_type=ml.m5.huge"], "unknown instance type ml.m5.huge"),
+        (["sagemaker.instance_type=m5.xlarge"], "is not a SageMaker instance type"),
+        (["sagemaker.input_mode=Pipe"], "use sagemaker.input_mode=FastFile"),
         (["sagemaker.spot=true", "sagemaker.max_wait_s=14400"], "must be above"),
         (["sagemaker.instance_count=2"], "add sagemaker=ddp"),
         (["data.source=/tmp/somewhere"], "bincount data upload"),
@@ -231,7 +269,7 @@ def test_no_region_is_a_clear_error(aws, tmp_path, monkeypatch):
 def test_cli_prints_the_error_without_traceback(aws, tmp_path):
     proc = run_launcher(*BASE, "sagemaker.instance_type=ml.nope", tmp_path=tmp_path)
     assert proc.returncode == 2
-    assert "error: unknown instance type ml.nope" in proc.stderr
+    assert "error: sagemaker.instance_type=ml.nope is not a SageMaker instance type" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert aws.requests == []
 
@@ -243,3 +281,15 @@ def test_without_a_bucket_the_sdk_default_bucket_is_used(aws, tmp_path):
     default = f"sagemaker-{REGION}-123456789012"  # moto's account
     assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{default}/bincount/output"
     assert req["CheckpointConfig"]["S3Uri"].startswith(f"s3://{default}/bincount/checkpoints/")
+
+
+def test_any_ml_instance_type_launches_and_an_unlisted_one_is_priced_unknown(aws, tmp_path):
+    lines = []
+    launch_in_process(
+        *BASE, "sagemaker.instance_type=ml.g6e.xlarge", tmp_path=tmp_path, echo=lines.append
+    )
+    [req] = aws.sagemaker("CreateTrainingJob")
+    assert req["ResourceConfig"]["InstanceType"] == "ml.g6e.xlarge"
+    assert req["AlgorithmSpecification"]["TrainingImage"].endswith("-gpu-py313")
+    out = "\n".join(lines)
+    assert "price unknown" in out and prices.PRICES_AS_OF in out and prices.PRICES_SOURCE in out

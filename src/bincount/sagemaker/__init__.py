@@ -3,7 +3,8 @@
 Launch side (no torch, no models; the SageMaker SDK imported only when submitting):
 `overrides` (which command-line overrides travel as hyperparameters), `spec` (the job from the
 config, checked before any call), `hpo` (the search space), `prices` (cost estimate), `bundle`
-(the source uploaded), `submit` (the SDK calls), `launcher` (all of it, for launch_sagemaker.py),
+(the source uploaded), `submit` (the SDK calls), `capture` (what the SDK sends, captured in
+botocore: dry runs and requests.json), `launcher` (all of it, for launch_sagemaker.py),
 `cleanup` (delete what costs money), `deploy` (endpoints), `region` (the one region rule),
 `tags`.
 Container side: `endpoint` (the four serving functions as the inference container calls

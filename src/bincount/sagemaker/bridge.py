@@ -2,7 +2,8 @@
 same `bincount.train.train(cfg)` as `python train.py`, then the run folder into SM_MODEL_DIR.
 
 What SageMaker gives, and what it becomes:
-- hyperparameters `--model resnet50 --lr 0.01`           -> overrides `model=resnet50 lr=0.01`
+- hyperparameters `--bincount_overrides <JSON> --lr 0.01` -> the overrides in the JSON, then
+                                                            `lr=0.01` (a tuned key; see overrides)
 - SM_CHANNEL_DATA (the data channel)                     -> `data.source`
 - SM_HOSTS, SM_CURRENT_HOST, SM_NUM_GPUS (or torchrun's
   WORLD_SIZE/LOCAL_WORLD_SIZE/GROUP_RANK)                -> trainer.accelerator/devices/num_nodes,
@@ -40,10 +41,17 @@ log = logging.getLogger("bincount")
 DEFAULT_MASTER_PORT = "29500"
 
 
+def is_sagemaker_key(key: str) -> bool:
+    """Keys SageMaker and its toolkits add to a job's hyperparameters: `sagemaker_program`,
+    `sagemaker_submit_directory`, `sagemaker_region`, ... and `_tuning_objective_metric` (every
+    trial of a tuning job); none is a training setting."""
+    return key.startswith(("sagemaker_", "_"))
+
+
 def parse_hyperparameters(argv: list[str]) -> dict[str, str]:
     """`--key value` pairs (as SageMaker passes hyperparameters) -> {key: value}.
 
-    SageMaker's own keys (`sagemaker_program`, ...) are dropped. "None" (how SageMaker's legacy
+    SageMaker's own keys are dropped (`is_sagemaker_key`). "None" (how SageMaker's legacy
     toolkit writes a JSON null) becomes "null".
     """
     out: dict[str, str] = {}
@@ -58,7 +66,7 @@ def parse_hyperparameters(argv: list[str]) -> dict[str, str]:
         if not args:
             raise BincountError(f"hyperparameter {flag} has no value")
         key, value = flag[2:], args.pop(0)
-        if key.startswith("sagemaker_"):
+        if is_sagemaker_key(key):
             continue
         out[key] = "null" if value == "None" else value
     return out
@@ -193,7 +201,7 @@ def job_overrides(hyperparameters: dict[str, str], env: Mapping[str, str], place
         f"callbacks.model_checkpoint.dirpath={places.checkpoint_dir}",
     ]
     last = resumable(places.checkpoint_dir, env.get("TRAINING_JOB_NAME"))
-    if last is not None and "ckpt_path" not in hyperparameters:
+    if last is not None and not any(o.lstrip("+").startswith("ckpt_path=") for o in overrides):
         log.info("resuming from %s (the job was restarted)", last)
         overrides.append(f"ckpt_path={last}")
     return overrides

@@ -1,5 +1,8 @@
 """The source a job runs: package, configs, train.py, pinned requirements, and its entrypoint.
 
+The requirements are the training ones only: requirements.txt minus the image's torch, the
+serving/export/sweep pins, and the trackers and plotting the job's config does not use.
+
 Built from an allow-list, never from the working tree as a whole, so run folders, data, venvs,
 checkpoints and caches cannot slip in. `bundle.json` lists every file with its SHA-256 and the
 git commit it came from.
@@ -24,6 +27,21 @@ SKIP_SUFFIXES = {".pyc", ".pyo", ".ckpt", ".pt", ".pth", ".onnx", ".safetensors"
 MAX_FILE_BYTES = 5_000_000
 # Provided by AWS's PyTorch training image (built for its GPUs): not reinstalled by default.
 IMAGE_PACKAGES = {"torch", "torchvision"}
+# Pins of requirements.txt a training job never imports: serving, export, the local sweep.
+NOT_FOR_TRAINING = {"flask", "werkzeug", "waitress", "onnx", "onnxruntime", "optuna"}
+# Installed only when the job's config uses them: package -> text in the composed config.
+WHEN_USED = {
+    "wandb": "WandbLogger",
+    "mlflow-skinny": "MLFlowLogger",
+    "tensorboard": "TensorBoardLogger",
+    "matplotlib": "bincount.callbacks.report",  # the run report's plots (debug=health|profile)
+}
+
+
+def needed_by(config_text: str) -> set[str]:
+    """The optional packages (WHEN_USED) a job's composed config (its YAML) asks for."""
+    return {name for name, marker in WHEN_USED.items() if marker in config_text}
+
 
 ENTRY = '''"""SageMaker's entrypoint: `--key value` hyperparameters + SM_* environment -> train().
 
@@ -55,22 +73,31 @@ def requirement_name(line: str) -> str:
     return re.split(r"[=<>!~\[; ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def requirements(root: Path, keep_image_torch: bool = True) -> str:
-    """requirements.txt, pinned, minus what the image provides (when keep_image_torch)."""
+def requirements(
+    root: Path, keep_image_torch: bool = True, optional: set[str] | None = None
+) -> str:
+    """requirements.txt, pinned, minus what the image provides (when keep_image_torch), what
+    training never imports, and the optional packages (WHEN_USED) not in `optional` (None: all
+    of them, e.g. for a job whose config is not known)."""
     src = root / "requirements.txt"
     if not src.is_file():
         raise BincountError(f"{src} is missing: the job installs its pinned requirements from it")
-    lines = ["# Pinned runtime requirements of bincount (generated from requirements.txt)."]
+    lines = ["# Pinned runtime requirements of bincount's training (from requirements.txt)."]
     for line in src.read_text().splitlines():
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         if stripped.startswith("-"):
             raise BincountError(f"{src}: options like {stripped!r} cannot go into a job's bundle")
-        if keep_image_torch and requirement_name(stripped) in IMAGE_PACKAGES:
+        name = requirement_name(stripped)
+        if keep_image_torch and name in IMAGE_PACKAGES:
             lines.append(f"# {stripped}  (the training image's own build is used)")
-            continue
-        lines.append(stripped)
+        elif name in NOT_FOR_TRAINING:
+            lines.append(f"# {stripped}  (not used by training)")
+        elif name in WHEN_USED and optional is not None and name not in optional:
+            lines.append(f"# {stripped}  (not used by this job's config)")
+        else:
+            lines.append(stripped)
     return "\n".join(lines) + "\n"
 
 
@@ -115,8 +142,11 @@ def _git_commit(root: Path) -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def build(root: Path, dest: Path, keep_image_torch: bool = True) -> Bundle:
-    """Write the bundle into `dest` (emptied first) and return what it holds."""
+def build(
+    root: Path, dest: Path, keep_image_torch: bool = True, optional: set[str] | None = None
+) -> Bundle:
+    """Write the bundle into `dest` (emptied first) and return what it holds; `optional`: the
+    WHEN_USED packages the job needs (`needed_by` its config; None: all)."""
     root, dest = Path(root), Path(dest)
     if dest.exists():
         shutil.rmtree(dest)
@@ -129,7 +159,7 @@ def build(root: Path, dest: Path, keep_image_torch: bool = True) -> Bundle:
         shutil.copy2(path, target)
         listing[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     for rel, text in (
-        ("requirements.txt", requirements(root, keep_image_torch)),
+        ("requirements.txt", requirements(root, keep_image_torch, optional)),
         (ENTRY_SCRIPT, ENTRY),
     ):
         atomic_write_text(dest / rel, text)

@@ -1,8 +1,9 @@
 """The search space of conf/sweep/hpo.yaml, checked, and in SageMaker's terms.
 
 One definition by Hydra key (see the file for its format) serves the SageMaker tuner (here) and
-the local sweeper. The tuned keys reach a trial as `--lr 0.0123 --batch_size 64`, which the
-container bridge turns into the overrides `lr=0.0123 batch_size=64`.
+the local sweeper. The tuned keys reach a trial as `--lr 0.0123 --batch_size 64` (a dotted key
+as `--data__image_size 96`), which the container bridge turns into the overrides
+`lr=0.0123 batch_size=64` (`data.image_size=96`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf
 
 from bincount.errors import BincountError
+from bincount.sagemaker.overrides import tuned_name
 
 STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "grid": "Grid"}
 DIRECTIONS = {"maximize": "Maximize", "minimize": "Minimize"}
@@ -48,12 +50,14 @@ class Space:
         for p in self.params:
             if p.type == "categorical":
                 values = [_text(v) for v in p.choices]
-                ranges["CategoricalParameterRanges"].append({"Name": p.key, "Values": values})
+                ranges["CategoricalParameterRanges"].append(
+                    {"Name": tuned_name(p.key), "Values": values}
+                )
                 continue
             kind = "ContinuousParameterRanges" if p.type == "float" else "IntegerParameterRanges"
             ranges[kind].append(
                 {
-                    "Name": p.key,
+                    "Name": tuned_name(p.key),
                     "MinValue": _text(p.low),
                     "MaxValue": _text(p.high),
                     "ScalingType": "Logarithmic" if p.log else "Linear",

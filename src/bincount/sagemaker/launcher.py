@@ -1,8 +1,9 @@
 """`python launch_sagemaker.py OVERRIDES`: the composed launch config -> a SageMaker job.
 
-Order: split the overrides (training ones become hyperparameters), build and check the job
-(errors before any call), estimate the cost, build the source bundle, record the requests in
-the launch folder, then submit (or, with dry_run=true, print and stop).
+Order: split the overrides (training ones become one hyperparameter), build and check the job
+(errors before any call), estimate the cost, build the source bundle, then run the SDK: for
+real, or with dry_run=true stopped at botocore (capture.py) and the request printed and
+validated. The launch folder's requests.json holds the requests as botocore received them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from omegaconf import DictConfig
 
 from bincount.config import project_root
 from bincount.fileio import atomic_write_json
-from bincount.sagemaker import bundle, overrides, spec
+from bincount.sagemaker import bundle, capture, overrides, spec
 
 
 @dataclass
@@ -28,34 +29,65 @@ class Launch:
     job_name: str | None  # None on a dry run
 
 
+def _training_config_text(cfg: DictConfig) -> str:
+    """The YAML of what the job trains (the launch config minus the launcher's own nodes),
+    unresolved: enough to see which loggers and callbacks it uses."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(cfg, resolve=False)
+    for key in ("sagemaker", "sweep", "hydra"):
+        node.pop(key, None)
+    return OmegaConf.to_yaml(OmegaConf.create(node))
+
+
 def launch(
     cfg: DictConfig,
     task_overrides: list[str],
     run_dir: Path,
     echo: Callable[[str], None] = print,
 ) -> Launch:
+    from bincount.sagemaker.submit import sdk_installed, submit
+
+    sdk_installed()  # one clear line without the extra, before anything else
     run_dir = Path(run_dir)
     split = overrides.split(task_overrides)
     launch_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    job = spec.build(cfg, split.hyperparameters, launch_id)
+    job = spec.build(cfg, split, launch_id)
     for warning in job.warnings:
         echo(f"warning: {warning}")
-    built = bundle.build(project_root(), run_dir / "bundle", keep_image_torch=job.keep_image_torch)
-    requests = job.requests()
+    built = bundle.build(
+        project_root(),
+        run_dir / "bundle",
+        keep_image_torch=job.keep_image_torch,
+        optional=bundle.needed_by(_training_config_text(cfg)),
+    )
     estimate = job.estimate()
-    record = {"launch_id": launch_id, "overrides": list(task_overrides), "requests": requests}
-    atomic_write_json(run_dir / "requests.json", record)
     kind = "tuning job" if job.space else "training job"
-    if cfg.get("dry_run"):
-        echo(f"dry run: the {kind} that would be submitted (nothing was called)")
-        echo(json.dumps(requests, indent=2))
+    dry = bool(cfg.get("dry_run"))
+    recorder = capture.Capture(dry_run=dry)
+    record: dict = {"launch_id": launch_id, "overrides": list(task_overrides)}
+    if not dry:
+        echo("\n".join(estimate.lines()))
+    try:
+        name = submit(job, built.path, recorder)
+    finally:  # what the SDK sent (or would have), as botocore received it
+        calls = {op: params for op, params in recorder.calls}
+        record["requests"] = json.loads(json.dumps(calls, default=str))
+        record["job_name"] = None if dry else recorder.job_name()
+        atomic_write_json(run_dir / "requests.json", record)
+    requests = record["requests"]
+    if dry:
+        echo(f"dry run: the {kind} the SDK would create (captured in botocore, nothing sent)")
+        echo(json.dumps(requests, indent=2, default=str))
+        for op, params in requests.items():
+            problems = capture.validate(op, params)
+            verdict = "valid" if not problems else "INVALID: " + "; ".join(problems)
+            echo(f"{op}: {verdict} against botocore's SageMaker service model")
         echo(f"source bundle ({len(built.files)} files): {built.path}")
+        for line in recorder.upload_summary():
+            echo(line)
         echo("\n".join(estimate.lines()))
         return Launch(job, requests, built, None)
-    echo("\n".join(estimate.lines()))
-    from bincount.sagemaker.submit import submit
-
-    name = submit(job, built.path)
     record["job_name"] = name
     atomic_write_json(run_dir / "requests.json", record)
     console = f"https://{job.region}.console.aws.amazon.com/sagemaker/home?region={job.region}#/"

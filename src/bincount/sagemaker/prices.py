@@ -6,8 +6,8 @@ Pricing", "Training"), as listed in PRICES_AS_OF. It was transcribed by hand, no
 change and differ by region (often 10-30 % higher outside us-east-1), so treat the figures as
 estimates. Spot prices vary by type, zone and hour; the estimate applies an assumed saving
 (`sagemaker.spot_savings`, AWS quotes "up to 90 %").
-The table doubles as the list of instance types the launcher knows (with their GPU count, which
-picks the cpu or gpu image and the processes per host); add a line to use another type.
+The table only prices: any `ml.*` type launches (AWS's image for it is picked by its family), and
+one the table lacks gets "price unknown" with the table's source and date.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Estimate:
     instance_count: int
     jobs: int  # training jobs (a tuning job runs up to max_trials)
     max_hours: float  # per job: the max runtime
-    on_demand_per_hour: float  # all instances of one job
+    on_demand_per_hour: float | None  # all instances of one job; None: not in the table
     spot_savings: float
     spot: bool
 
@@ -75,6 +75,12 @@ class Estimate:
         per_job = f"{self.instance_count} x {self.instance_type}"
         jobs = f" x {self.jobs} jobs" if self.jobs > 1 else ""
         chosen = "spot" if self.spot else "on-demand"
+        if self.on_demand_per_hour is None:
+            return [
+                f"cost estimate ({chosen} chosen): {per_job}, at most {self.max_hours:g} h{jobs}: "
+                f"price unknown ({self.instance_type} is not in the table of {PRICES_SOURCE}, "
+                f"as of {PRICES_AS_OF}; see that page for its price)"
+            ]
         return [
             f"cost estimate ({chosen} chosen): {per_job} at ${self.on_demand_per_hour:.3f}/h "
             f"on-demand; at most {self.max_hours:g} h{jobs}",
@@ -98,13 +104,13 @@ def estimate(
     spot: bool = False,
     spot_savings: float = 0.7,
 ) -> Estimate:
-    price = INSTANCES[instance_type].usd_per_hour
+    known = INSTANCES.get(instance_type)
     return Estimate(
         instance_type=instance_type,
         instance_count=instance_count,
         jobs=jobs,
         max_hours=max_runtime_s / 3600,
-        on_demand_per_hour=price * instance_count,
+        on_demand_per_hour=known.usd_per_hour * instance_count if known else None,
         spot_savings=spot_savings,
         spot=spot,
     )

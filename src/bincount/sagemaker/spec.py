@@ -1,10 +1,11 @@
 """The job from the config: every field of the SageMaker requests, checked before any call.
 
-`build(cfg, hyperparameters, launch_id)` reads the `sagemaker` group (and `sweep` for a tuning
+`build(cfg, split, launch_id)` reads the `sagemaker` group (and `sweep` for a tuning
 job) and raises a BincountError for what SageMaker would refuse later or what would waste money:
-no role, no region, an unknown instance type, spot with a max wait not above the max runtime,
-several instances without a distributed setup. `training_request()` / `tuning_request()` give
-the requests in the API's own shape (what `dry_run=true` prints; the SDK sends the same fields).
+no role, no region, a malformed instance type (any `ml.*` type is accepted; the price table only
+prices), Pipe input, spot with a max wait not above the max runtime, several instances without a
+distributed setup. The SDK builds the requests from it
+(submit.py); `dry_run=true` prints them as captured in botocore (capture.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from omegaconf import DictConfig
 
 from bincount.data.sources import is_s3_uri
 from bincount.errors import BincountError
-from bincount.sagemaker import hpo, prices
+from bincount.sagemaker import hpo, overrides, prices
 from bincount.sagemaker import region as regions
 from bincount.sagemaker.tags import project_tags
 
@@ -35,6 +36,7 @@ LOGGED_METRICS = (
     "test/mae",
     "test/off_by_one",
 )
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z][a-z0-9-]*\.[a-z0-9-]+")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 _NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 CHECKPOINT_ENV = "BINCOUNT_CHECKPOINT_DIR"
@@ -55,7 +57,7 @@ class JobSpec:
     instance_type: str
     instance_count: int
     volume_size_gb: int
-    gpus_per_instance: int
+    gpus_per_instance: int | None  # None: a type the price table does not list
     input_mode: str
     data_uri: str
     bucket: str | None  # None: SageMaker's default bucket, known once the account is
@@ -104,98 +106,6 @@ class JobSpec:
             env[CHECKPOINT_ENV] = self.checkpoint_local_path
         return env
 
-    # ----- requests, in the API's shape -----
-    def _resource_and_stopping(self) -> dict:
-        stopping = {"MaxRuntimeInSeconds": self.max_runtime_s}
-        if self.spot:
-            stopping["MaxWaitTimeInSeconds"] = self.max_wait_s
-        out = {
-            "ResourceConfig": {
-                "InstanceType": self.instance_type,
-                "InstanceCount": self.instance_count,
-                "VolumeSizeInGB": self.volume_size_gb,
-            },
-            "StoppingCondition": stopping,
-            "EnableManagedSpotTraining": self.spot,
-        }
-        if self.checkpointing:
-            out["CheckpointConfig"] = {
-                "S3Uri": self.checkpoint_uri(),
-                "LocalPath": self.checkpoint_local_path,
-            }
-        return out
-
-    def data_channel(self) -> dict:
-        return {
-            "ChannelName": DATA_CHANNEL,
-            "DataSource": {
-                "S3DataSource": {
-                    "S3DataType": "S3Prefix",
-                    "S3Uri": self.data_uri,
-                    "S3DataDistributionType": "FullyReplicated",
-                }
-            },
-            "InputMode": self.input_mode,
-        }
-
-    def training_request(self) -> dict:
-        code = f"s3://{self.bucket_or_placeholder()}/{self.base_job_name}/<job name>/input"
-        return {
-            "TrainingJobName": f"{self.base_job_name}-<timestamp>",
-            "AlgorithmSpecification": {
-                "TrainingImage": self.image_uri,
-                "TrainingInputMode": self.input_mode,
-                "MetricDefinitions": self.metric_definitions,
-                "ContainerEntrypoint": ["/bin/bash"],
-                "ContainerArguments": [
-                    "-c",
-                    "<the SDK's sm_train.sh: requirements, then "
-                    + (f"torchrun {ENTRY_SCRIPT}>" if self.distributed else f"{ENTRY_SCRIPT}>"),
-                ],
-            },
-            "RoleArn": self.role,
-            "HyperParameters": dict(self.hyperparameters),
-            "InputDataConfig": [
-                self.data_channel(),
-                {"ChannelName": "code", "S3Uri": f"{code}/code (the source bundle)"},
-                {"ChannelName": "sm_drivers", "S3Uri": f"{code}/sm_drivers (the SDK's drivers)"},
-            ],
-            "OutputDataConfig": {"S3OutputPath": self.output_uri()},
-            **self._resource_and_stopping(),
-            "Environment": self.container_environment(),
-            "Tags": self.tags,
-        }
-
-    def tuning_request(self) -> dict:
-        assert self.space is not None
-        tuned = {p.key for p in self.space.params}
-        static = {k: v for k, v in self.hyperparameters.items() if k not in tuned}
-        static["sagemaker_program"] = ENTRY_SCRIPT
-        static["sagemaker_submit_directory"] = "<s3 uri of the source bundle, sourcedir.tar.gz>"
-        return {
-            "HyperParameterTuningJobName": f"{self.base_job_name}-hpo-<timestamp>",
-            "HyperParameterTuningJobConfig": self.space.tuning_job_config(),
-            "TrainingJobDefinition": {
-                "AlgorithmSpecification": {
-                    "TrainingImage": self.image_uri,
-                    "TrainingInputMode": self.input_mode,
-                    "MetricDefinitions": self.metric_definitions,
-                },
-                "RoleArn": self.role,
-                "StaticHyperParameters": static,
-                "InputDataConfig": [self.data_channel()],
-                "OutputDataConfig": {"S3OutputPath": self.output_uri()},
-                **self._resource_and_stopping(),
-                "Environment": self.container_environment(),
-            },
-            "Tags": self.tags,
-        }
-
-    def requests(self) -> dict:
-        if self.space is not None:
-            return {"CreateHyperParameterTuningJob": self.tuning_request()}
-        return {"CreateTrainingJob": self.training_request()}
-
     def estimate(self) -> prices.Estimate:
         return prices.estimate(
             self.instance_type,
@@ -211,7 +121,8 @@ def resolve_region(configured: str | None) -> str:
     return regions.resolve(configured, "sagemaker.region", "sagemaker.region=eu-west-1")
 
 
-def image_uri(sm: DictConfig, region: str, gpus: int) -> str:
+def image_uri(sm: DictConfig, region: str) -> str:
+    """AWS's PyTorch training image for the instance (the SDK picks cpu or gpu by its family)."""
     if sm.get("image_uri"):
         return str(sm.image_uri)
     from sagemaker.core import image_uris  # the SDK's offline table of AWS images
@@ -249,6 +160,27 @@ def _data_uri(cfg: DictConfig) -> str:
     return str(uri).rstrip("/") + "/"
 
 
+def _with_objective_mode(cfg, split, space, warnings) -> overrides.Split:
+    """The job keeps (and exports) the best checkpoint by the tuner's direction: a minimised
+    objective sends optimized_mode=min, so ModelCheckpoint uses mode=min and the `best` line
+    the tuner reads last is the smallest value."""
+    mode = "min" if space.direction == "minimize" else "max"
+    if re.search(r"(loss|rmse|mae|error)$", space.metric) and mode == "max":
+        warnings.append(
+            f"the tuning objective {space.metric} is maximised: add "
+            "sweep.objective.direction=minimize if lower is better"
+        )
+    if str(cfg.get("optimized_mode", "max")) == mode and "optimized_mode" not in split.keys:
+        return split
+    pairs = zip(split.training, split.keys, strict=True)
+    kept = [(o, k) for o, k in pairs if k != "optimized_mode"]
+    return overrides.Split(
+        training=[o for o, _ in kept] + [f"optimized_mode={mode}"],
+        keys=[k for _, k in kept] + ["optimized_mode"],
+        launcher=split.launcher,
+    )
+
+
 def _int(sm: DictConfig, key: str, minimum: int = 1) -> int:
     try:
         value = int(sm[key])
@@ -259,7 +191,8 @@ def _int(sm: DictConfig, key: str, minimum: int = 1) -> int:
     return value
 
 
-def build(cfg: DictConfig, hyperparameters: dict[str, str], launch_id: str) -> JobSpec:
+def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
+    """The job of the composed launch config and the training overrides of the command line."""
     sm = cfg.sagemaker
     warnings: list[str] = []
     role = sm.get("role")
@@ -282,12 +215,12 @@ def build(cfg: DictConfig, hyperparameters: dict[str, str], launch_id: str) -> J
             "(`bincount data fetch`, then `bincount data upload`) and pass sagemaker.data_uri"
         )
     itype = str(sm.instance_type)
-    known = prices.instance(itype)
-    if known is None:
+    if not _INSTANCE_TYPE.fullmatch(itype):
         raise BincountError(
-            f"unknown instance type {itype}: use one of {', '.join(prices.INSTANCES)} (or add it "
-            "with its price to bincount/sagemaker/prices.py)"
+            f"sagemaker.instance_type={itype} is not a SageMaker instance type: use "
+            "ml.<family>.<size>, e.g. ml.m5.xlarge or ml.g5.xlarge"
         )
+    known = prices.instance(itype)  # None: any other ml.* type, priced "unknown"
     count = _int(sm, "instance_count")
     distributed = sm.get("distributed") or None
     if distributed not in (None, "torchrun"):
@@ -313,27 +246,39 @@ def build(cfg: DictConfig, hyperparameters: dict[str, str], launch_id: str) -> J
     elif sm.get("max_wait_s") is not None:
         warnings.append("sagemaker.max_wait_s applies to spot jobs only: ignored")
     input_mode = str(sm.input_mode)
-    if input_mode not in ("File", "FastFile", "Pipe"):
-        raise BincountError(f"sagemaker.input_mode={input_mode}: use FastFile, File or Pipe")
+    if input_mode == "Pipe":
+        raise BincountError(
+            "sagemaker.input_mode=Pipe streams a channel through a FIFO as one record stream, "
+            "and this training opens image files by path: use sagemaker.input_mode=FastFile "
+            "(streams each file on first read) or File (copies the channel first)"
+        )
+    if input_mode not in ("File", "FastFile"):
+        raise BincountError(f"sagemaker.input_mode={input_mode}: use FastFile or File")
     for key in ("output_path", "checkpoint_s3_uri"):
         if sm.get(key) and not is_s3_uri(str(sm[key])):
             raise BincountError(f"sagemaker.{key}={sm[key]} must be an s3:// URI")
     space = hpo.space(cfg) if cfg.get("sweep") is not None else None
+    tuned = set()
     if space is not None:
-        both = sorted({p.key for p in space.params} & set(hyperparameters))
+        tuned = {p.key for p in space.params}
+        for p in space.params:
+            overrides.tuned_name(p.key)  # a clear error for a key no hyperparameter can carry
+        both = sorted(tuned & set(split.keys))
         if both:
             warnings.append(f"{', '.join(both)} set on the command line and tuned: tuned wins")
+        split = _with_objective_mode(cfg, split, space, warnings)
+    hyperparameters = split.hyperparameters(drop_keys=tuned)
     environment = {str(k): str(v) for k, v in (sm.get("environment") or {}).items()}
     processes = sm.get("processes_per_host")
     return JobSpec(
         launch_id=launch_id,
         region=region,
         role=str(role),
-        image_uri=image_uri(sm, region, known.gpus),
+        image_uri=image_uri(sm, region),
         instance_type=itype,
         instance_count=count,
         volume_size_gb=_int(sm, "volume_size_gb"),
-        gpus_per_instance=known.gpus,
+        gpus_per_instance=known.gpus if known else None,
         input_mode=input_mode,
         data_uri=data_uri,
         bucket=sm.get("bucket") or None,

@@ -10,29 +10,40 @@ import logging
 from pathlib import Path
 
 from bincount.errors import BincountError
+from bincount.sagemaker.capture import Capture, Stopped
 from bincount.sagemaker.spec import DATA_CHANNEL, ENTRY_SCRIPT, JobSpec
 
 log = logging.getLogger("bincount")
 
 
-def _sdk():
+def sdk_installed() -> None:
+    """The SageMaker SDK is an extra (`pip install 'bincount[sagemaker]'`): one clear line."""
     try:
         import sagemaker.train  # noqa: F401
     except ImportError:
         raise BincountError(
-            "the SageMaker SDK is not installed: pip install -r requirements-dev.txt "
+            "the SageMaker SDK is not installed: pip install 'bincount[sagemaker]' "
             "(or pip install sagemaker-train==1.27.0)"
         ) from None
 
 
-def session(spec: JobSpec):
+def session(spec: JobSpec, capture: Capture | None = None):
     import boto3
     from sagemaker.core.helper.session_helper import Session
 
-    boto_session = boto3.Session(region_name=spec.region)
+    if capture is not None and capture.dry_run:  # nothing is sent: no real credentials needed
+        boto_session = boto3.Session(
+            region_name=spec.region, aws_access_key_id="dry-run", aws_secret_access_key="dry-run"
+        )
+    else:
+        boto_session = boto3.Session(region_name=spec.region)
+    if capture is not None:
+        capture.attach(boto_session)
     if spec.bucket is None:  # SageMaker's default bucket name (the SDK creates it if missing)
         account = boto_session.client("sts").get_caller_identity()["Account"]
         spec.bucket = f"sagemaker-{spec.region}-{account}"
+    if capture is not None:
+        capture.bucket = spec.bucket
     return Session(boto_session=boto_session, default_bucket=spec.bucket)
 
 
@@ -114,23 +125,30 @@ def parameter_ranges(spec: JobSpec) -> dict:
         IntegerParameter,
     )
 
+    from bincount.sagemaker.overrides import tuned_name
+
     out = {}
     for p in spec.space.params:
         if p.type == "categorical":
-            out[p.key] = CategoricalParameter([str(v) for v in p.choices])
+            out[tuned_name(p.key)] = CategoricalParameter([str(v) for v in p.choices])
             continue
         kind = ContinuousParameter if p.type == "float" else IntegerParameter
-        out[p.key] = kind(p.low, p.high, scaling_type="Logarithmic" if p.log else "Linear")
+        scaling = "Logarithmic" if p.log else "Linear"
+        out[tuned_name(p.key)] = kind(p.low, p.high, scaling_type=scaling)
     return out
 
 
-def submit(spec: JobSpec, bundle_dir: Path) -> str:
-    """Create the job (training, or tuning when spec.space is set); returns its name."""
-    _sdk()
+def submit(spec: JobSpec, bundle_dir: Path, capture: Capture | None = None) -> str | None:
+    """Create the job (training, or tuning when spec.space is set); returns its name.
+
+    With a dry-run `capture`, the SDK runs as for real but its requests stop at botocore
+    (see capture.py): the Create* request is recorded, nothing is sent, None is returned.
+    """
+    sdk_installed()
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        sm_session = session(spec)
+        sm_session = session(spec, capture)
         trainer = model_trainer(spec, bundle_dir, sm_session)
         if spec.space is None:
             trainer.train(input_data_config=[data_channel(spec)], wait=spec.wait, logs=spec.wait)
@@ -154,6 +172,8 @@ def submit(spec: JobSpec, bundle_dir: Path) -> str:
         )
         tuner.tune(inputs=[data_channel(spec)], wait=spec.wait)
         return tuner.latest_tuning_job.hyper_parameter_tuning_job_name
+    except Stopped:
+        return None
     except ClientError as e:
         err = e.response.get("Error", {})
         raise BincountError(

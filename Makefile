@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint format clean chromium bench
+.PHONY: setup demo test test-sagemaker-slow test-all lint format clean chromium bench
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ format: $(STAMP)
 
 test: lint chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The slow SageMaker container checks (two hosts, spot restart), which CI runs after `make test`.
+test-sagemaker-slow: $(STAMP)
+	$(PY) -m pytest -m slow tests/sagemaker $(PYTEST_ARGS)
 
 # Everything, the slow checks too.
 test-all: lint chromium

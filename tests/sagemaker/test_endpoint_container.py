@@ -32,6 +32,7 @@ from sm_moto import BUCKET, REGION, ROLE, aws_env, s3_read
 
 from bincount import inference
 from bincount.sagemaker import deploy
+from bincount.settings import settings
 
 PHOTO = "01843"  # 3 objects
 # What the PyTorch 2.5 inference DLC has before code/requirements.txt is installed
@@ -114,7 +115,7 @@ def container(moto_proxy, trained_run, tmp_path_factory):
             str(trained_run),
             name="bincount-container",
             s3_prefix=f"s3://{BUCKET}/deploy",
-            settings={**inference.settings()["deploy"], "serverless": True},
+            settings={**settings()["deploy"], "serverless": True},
             role=ROLE,
         )
         (request,) = recorder.sagemaker("CreateModel")
@@ -202,7 +203,7 @@ def test_jpeg_png_and_json_bodies(container, photo, trained_run):
 
 def bad_bodies(photo: bytes) -> dict:
     """case -> (body, content type, accept, status and reason phrase AWS's code answers, words)"""
-    limits = inference.settings()["limits"]
+    limits = settings()["limits"]
     too_many = json.dumps({"images": [b64(photo)] * (limits["max_images"] + 1)}).encode()
     return {
         "empty body": (b"", "image/jpeg", None, 400, "Bad Request", "is empty"),
@@ -357,7 +358,7 @@ def test_the_worker_fits_a_serverless_endpoint(container):
     from endpoint_harness import peak_rss_mb
 
     peak = peak_rss_mb(container.frontend.proc.pid)
-    memory = inference.settings()["deploy"]["serverless_memory_mb"]
+    memory = settings()["deploy"]["serverless_memory_mb"]
     print(
         f"worker started and loaded in {container.load_s:.1f} s; peak RSS {peak} MB of the "
         f"serverless endpoint's {memory} MB"

@@ -206,7 +206,7 @@ def main() -> int:
     p.add_argument("--json", help="write the tables here too (benchmarks/run_all.py)")
     args = p.parse_args()
 
-    from bincount.inference import settings
+    from bincount.settings import settings
 
     max_body = int(settings()["limits"]["max_body_bytes"])
     kinds = mix(args.source, max_body)

@@ -36,7 +36,7 @@ def test_head_run_writes_a_normal_run_folder(head_run, tmp_path):
 
 def test_the_checkpoint_is_the_frozen_backbone_and_the_trained_head(head_run, tmp_path):
     cfg, _, metrics = head_run
-    module = inference.load_module(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    module = inference.load_net(tmp_path / "run" / "checkpoints" / "best.ckpt")
     splits = torch.load(metrics["head_only"]["features"], weights_only=True)["splits"]
     test = splits["test"]
     # The cached features are what the checkpoint's backbone computes from the test images...

@@ -22,6 +22,7 @@ from pathlib import Path
 from bincount import inference, verification
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_text
+from bincount.settings import settings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -128,7 +129,7 @@ def _read(item: Item, limits: dict) -> bytes:
 
 def predict_local(model: inference.Model, items: list[Item], expected_column, batch_size=16):
     """One answer dict (or {"error": ...}) per item, batched through `inference`."""
-    limits = inference.settings()["limits"]
+    limits = settings()["limits"]
     answers: list[dict] = [{} for _ in items]
     pending: list[int] = []
     blobs: list[bytes] = []
@@ -178,7 +179,7 @@ def predict_endpoint(invoke: Callable[[bytes], dict], items: list[Item], expecte
     import base64
     import json
 
-    limits = inference.settings()["limits"]
+    limits = settings()["limits"]
     answers = []
     for item in items:
         try:

@@ -19,6 +19,7 @@ import torch
 from bincount import evalset, inference, order_check, verification
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json
+from bincount.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def split_logits(model: inference.Model, items: list[tuple[Path, int]], batch: i
 def calibrate(run: Path, verify: dict | None = None) -> dict:
     """Fit T on the run's validation split, choose thresholds, write calibration.json."""
     run = Path(run)
-    verify = {**inference.settings()["verify"], **(verify or {})}
+    verify = {**settings()["verify"], **(verify or {})}
     ckpt = inference.resolve(run, "torch")
     run = inference.run_folder(ckpt)
     model = inference.model_fn(ckpt, backend="torch")

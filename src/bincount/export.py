@@ -1,4 +1,4 @@
-"""ONNX export of a checkpoint, and the onnxruntime backend that serves it.
+"""ONNX export of a checkpoint (the onnxruntime backend that serves it: inference/onnx.py).
 
 `export_onnx(model)` writes `model.onnx` (the network: normalised image batch -> logits, any
 batch size) and `model.json` (its preprocessing, counts, name and version) into the run's
@@ -25,43 +25,18 @@ log = logging.getLogger(__name__)
 OPSET = 17
 
 
-class OnnxNet:
-    """An onnxruntime session: float32 batch (N, 3, S, S) -> logits (N, K)."""
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, spin: bool = True):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spin:  # idle threads sleep instead of busy-waiting: better on shared cores
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise BincountError(
-                f"{path} is not a usable ONNX model ({e}): re-run `bincount export`"
-            ) from None
-        self.input = self.session.get_inputs()[0].name
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
-
-
 def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Export a run folder or checkpoint to `out` (default `<run>/onnx/`); returns model.onnx."""
     ckpt = inference.resolve(model_path, "torch")
     if ckpt.suffix == ".onnx":
         raise BincountError(f"{ckpt} is already an ONNX model: export a run folder or a .ckpt")
-    module = inference.load_module(ckpt)
-    # The whole module, not its backbone alone: the head (ordinal, regress) turns the net's raw
+    net = inference.load_net(ckpt)
+    # The whole net, not its backbone alone: the head (ordinal, regress) turns the net's raw
     # output into per-count scores, and test-time augmentation (model.tta) is part of the answer
     # too; auxiliary training outputs (model.aux_weight) are left out. As the torch path answers.
-    module.hparams["channels_last"] = False
-    net = module.to(memory_format=torch.contiguous_format)
-    size = module.preprocess["image_size"]
+    net.channels_last = False
+    net = net.to(memory_format=torch.contiguous_format)
+    size = net.preprocess["image_size"]
     run = inference.run_folder(ckpt)
     out = Path(out) if out else run / "onnx"
     out.mkdir(parents=True, exist_ok=True)
@@ -82,11 +57,11 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = N
     finally:
         tmp.unlink(missing_ok=True)
     meta = {
-        "name": module.hparams.backbone,
+        "name": net.backbone_name,
         "version": inference.file_version(ckpt),  # the checkpoint's: its calibration applies
         "checkpoint": str(ckpt),
-        "preprocess": dict(module.preprocess),
-        "counts": [int(c) for c in module.counts],
+        "preprocess": dict(net.preprocess),
+        "counts": [int(c) for c in net.counts],
         "input": "image: float32 (batch, 3, S, S), made square and normalised as `preprocess`",
         "output": "logits: float32 (batch, len(counts)); softmax(logits / temperature)",
         "opset": OPSET,

@@ -61,7 +61,7 @@ def test_squash_is_carried_from_training_to_serving(squash_run, tiny_source):
     served = np.array(
         [[p["probabilities"][str(c)] for c in model.counts] for p in answer["predictions"]]
     )
-    module = inference.load_module(squash_run / "checkpoints" / "best.ckpt")
+    module = inference.load_net(squash_run / "checkpoints" / "best.ckpt")
     with torch.inference_mode():
         squashed = module(torch.stack([tensor(module, im, "squash") for im in images]))
         boxed = module(torch.stack([tensor(module, im, "letterbox") for im in images]))

@@ -18,8 +18,8 @@ from sm_moto import BUCKET, REGION, ROLE, s3_read
 
 from bincount import cli
 from bincount.errors import BincountError
-from bincount.inference import settings
 from bincount.sagemaker import deploy
+from bincount.settings import settings
 
 PROJECT_TAG = {"Key": "bincount:project", "Value": "bincount"}
 

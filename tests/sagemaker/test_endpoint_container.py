@@ -32,6 +32,7 @@ from sm_moto import BUCKET, REGION, ROLE, aws_env, s3_read
 
 from bincount import inference
 from bincount.sagemaker import deploy
+from bincount.settings import settings
 
 PHOTO = "01843"  # 3 objects
 # What the PyTorch 2.5 inference DLC has before code/requirements.txt is installed
@@ -114,7 +115,7 @@ def container(moto_proxy, trained_run, tmp_path_factory):
             str(trained_run),
             name="bincount-container",
             s3_prefix=f"s3://{BUCKET}/deploy",
-            settings={**inference.settings()["deploy"], "serverless": True},
+            settings={**settings()["deploy"], "serverless": True},
             role=ROLE,
         )
         (request,) = recorder.sagemaker("CreateModel")
@@ -158,7 +159,8 @@ def test_the_worker_loads_the_deployed_archive(container):
     assert "pytorch-inference" in container.request["PrimaryContainer"]["Image"]
     assert "-cpu-py311" in container.request["PrimaryContainer"]["Image"]
     code = container.model_dir / "code"
-    assert (code / "inference.py").is_file() and (code / "bincount" / "inference.py").is_file()
+    assert (code / "inference.py").is_file()
+    assert (code / "bincount" / "inference" / "__init__.py").is_file()
 
 
 def test_jpeg_png_and_json_bodies(container, photo, trained_run):
@@ -201,7 +203,7 @@ def test_jpeg_png_and_json_bodies(container, photo, trained_run):
 
 def bad_bodies(photo: bytes) -> dict:
     """case -> (body, content type, accept, status and reason phrase AWS's code answers, words)"""
-    limits = inference.settings()["limits"]
+    limits = settings()["limits"]
     too_many = json.dumps({"images": [b64(photo)] * (limits["max_images"] + 1)}).encode()
     return {
         "empty body": (b"", "image/jpeg", None, 400, "Bad Request", "is empty"),
@@ -335,7 +337,9 @@ def test_requirements_are_what_the_container_needs(container):
     # what bincount's modules that the worker loaded import (at module level or in a function)
     # comes with the DLC or is a requirement of its own
     loaded = bincount_modules(container.frontend.log.read_text())
-    assert {"bincount.inference", "bincount.models.module", "bincount.sagemaker.endpoint"} <= loaded
+    served = {"bincount.inference", "bincount.models.network", "bincount.sagemaker.endpoint"}
+    assert served <= loaded
+    assert "bincount.models.module" not in loaded  # the endpoint serves without Lightning
     owners = metadata.packages_distributions()
     code = container.model_dir / "code"
     needed = {
@@ -354,7 +358,7 @@ def test_the_worker_fits_a_serverless_endpoint(container):
     from endpoint_harness import peak_rss_mb
 
     peak = peak_rss_mb(container.frontend.proc.pid)
-    memory = inference.settings()["deploy"]["serverless_memory_mb"]
+    memory = settings()["deploy"]["serverless_memory_mb"]
     print(
         f"worker started and loaded in {container.load_s:.1f} s; peak RSS {peak} MB of the "
         f"serverless endpoint's {memory} MB"

@@ -8,6 +8,7 @@ import pytest
 
 from bincount import export, inference
 from bincount.errors import BincountError
+from bincount.inference.onnx import OnnxNet
 
 
 def test_onnx_and_torch_agree_on_real_photos(served_run, photos):
@@ -42,7 +43,7 @@ def test_broken_onnx_file_is_a_clear_error(tmp_path, served_run):
 
 def test_onnx_threads_come_from_the_environment(served_run, photos, monkeypatch):
     onnx = served_run / "onnx" / "model.onnx"
-    one = export.OnnxNet(onnx, threads=1, spin=False)
+    one = OnnxNet(onnx, threads=1, spin=False)
     assert one.session.get_session_options().intra_op_num_threads == 1
     monkeypatch.setenv("BINCOUNT_ONNX_THREADS", "2")
     assert inference.model_fn(onnx).info["backend"] == "onnx"

@@ -38,8 +38,8 @@ def test_model_fn_reads_run_folder_and_checkpoint_alike(served_run, torch_model)
 
 def test_predict_equals_the_checkpoints_own_evaluation(served_run, torch_model, photo):
     """The answer is softmax(net(eval transform(photo)) / T), with the checkpoint's transform."""
-    module = inference.load_module(served_run / "checkpoints" / "best.ckpt")
-    pre = module.hparams["preprocess"]
+    module = inference.load_net(served_run / "checkpoints" / "best.ckpt")
+    pre = module.preprocess
     x = transforms.build(pre, train=False)(transforms.open_rgb(photo, pre["image_size"]))
     with torch.inference_mode():
         logits = module(x[None]).double() / torch_model.temperature

@@ -17,6 +17,7 @@ from PIL import Image
 
 from bincount import inference
 from bincount.serving import accesslog
+from bincount.settings import settings
 
 SIDE = 6000
 
@@ -40,7 +41,7 @@ def access(caplog):
 
 def test_32_huge_pngs_are_refused_by_the_budget_before_decoding(server, huge_png, access):
     body = json.dumps({"images": [base64.b64encode(huge_png).decode()] * 32}).encode()
-    assert len(body) < inference.settings()["limits"]["max_body_bytes"]
+    assert len(body) < settings()["limits"]["max_body_bytes"]
     status, answer = server.post(body, "application/json")
     assert status == 413, answer
     assert "max_request_pixels" in answer["error"] and str(32 * SIDE * SIDE) in answer["error"]
@@ -121,7 +122,7 @@ def test_a_trickling_body_is_cut_at_the_read_deadline(new_server, access):
 
 
 def test_a_body_over_the_limit_is_a_json_413_whatever_its_size(server, access):
-    limit = inference.settings()["limits"]["max_body_bytes"]
+    limit = settings()["limits"]["max_body_bytes"]
     status, answer = server.post(b"\xff" * (2 * limit + 5_000_000), "image/jpeg")  # all sent
     assert status == 413 and "limits.max_body_bytes" in answer["error"]
     # a declared 10 GB body: answered from the headers, while the client still sends

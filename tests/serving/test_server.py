@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bincount import inference
+from bincount.settings import settings
 
 
 def test_ping_names_the_model(server, torch_model):
@@ -90,7 +91,7 @@ def bad_requests(photo: bytes, make_bomb) -> dict:
         ),
         "unacceptable Accept": (photo, "image/jpeg", {"Accept": "text/csv"}, 406, "accept"),
         "body over the limit": (
-            b"\xff" * (inference.settings()["limits"]["max_body_bytes"] + 10),
+            b"\xff" * (settings()["limits"]["max_body_bytes"] + 10),
             "image/jpeg",
             {},
             413,

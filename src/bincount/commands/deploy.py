@@ -33,8 +33,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from bincount.inference import settings
     from bincount.sagemaker.deploy import deploy
+    from bincount.settings import settings
 
     out = deploy(
         args.source,

@@ -30,25 +30,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _settings() -> dict:
-    """conf/serve.yaml, read without importing torch (inference.settings() would)."""
-    from omegaconf import OmegaConf
-
-    from bincount.config import config_dir
-    from bincount.errors import BincountError
-
-    path = config_dir() / "serve.yaml"
-    if not path.is_file():
-        raise BincountError(f"{path} is missing: the serving settings live there")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-
-
 def run(args) -> int:
     from bincount.errors import BincountError
     from bincount.serving import accesslog
     from bincount.serving.listen import listen
+    from bincount.settings import settings
 
-    conf = _settings()
+    conf = settings()
     logs = conf.get("log", {})
     accesslog.configure(
         args.log_format or logs.get("format", "text"), logs.get("queue_warning_every", 60)

@@ -1,4 +1,4 @@
-"""The LightningModule: a timm backbone with a head over the counts."""
+"""The LightningModule: trains a CountNet (a timm backbone with a head over the counts)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,10 @@ import torch
 from torch import nn
 
 from bincount.errors import BincountError
-from bincount.models import backbones, heads
 from bincount.models.metrics import CountMetrics
+from bincount.models.network import AUX_TARGETS, CountNet
 
 log = logging.getLogger(__name__)
-
-# model.tta -> how many views of each image are averaged at evaluation and inference.
-TTA_VIEWS = {False: 1, "none": 1, True: 4, "flips": 4, "dihedral": 8}
-# The auxiliary targets' names (bincount.data.contents.NAMES; models never import data).
-AUX_TARGETS = ("log_volume", "log_weight", "distinct")
-# How an image is made square (bincount.data.transforms.RESIZES).
-RESIZES = ("letterbox", "squash")
 
 
 def aux_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -32,6 +25,10 @@ def aux_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class CountModule(pl.LightningModule):
+    """Trains a `CountNet` (models/network.py). The net's backbone and head are registered
+    here under their own names (`net`, `head`), so a checkpoint's state_dict keys are the
+    net's (`net.*`, `head.*`) and inference loads them into a CountNet without Lightning."""
+
     def __init__(
         self,
         backbone: str = "tf_efficientnet_lite0",
@@ -55,36 +52,33 @@ class CountModule(pl.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self.counts = [int(c) for c in counts]
-        # A plain list, not Hydra's ListConfig: checkpoints then load with weights_only=True.
-        self.hparams["counts"] = self.counts
-        self.head = heads.build(head, self.counts)
         if aux_weight < 0:
             raise BincountError(f"model.aux_weight={aux_weight} must be 0 (off) or positive")
         # Auxiliary outputs (training only): what the metadata says of the bin's contents.
-        self.n_aux = len(AUX_TARGETS) if aux_weight else 0
-        self.net = backbones.create_backbone(
+        model = CountNet(
             backbone,
-            self.head.n_outputs + self.n_aux,
+            counts,
+            image_size,
             pretrained=pretrained,
             weights=weights,
             drop_rate=drop_rate,
             drop_path_rate=drop_path_rate,
+            channels_last=channels_last,
+            head=head,
+            tta=tta,
+            n_aux=len(AUX_TARGETS) if aux_weight else 0,
+            resize=resize,
         )
-        mean, std = backbones.normalization(self.net)
-        if resize not in RESIZES:
-            raise BincountError(
-                f"resize={resize!r}: use letterbox (keep the aspect ratio, pad to a square) or "
-                "squash (stretch to a square); set it once, with data.resize"
-            )
+        # Not a registered child (its keys would gain a `model.` prefix): its parts are.
+        object.__setattr__(self, "network", model)
+        self.counts = model.counts
+        self.n_aux = model.n_aux
+        # A plain list, not Hydra's ListConfig: checkpoints then load with weights_only=True.
+        self.hparams["counts"] = self.counts
+        self.head = model.head
+        self.net = model.net
         # Everything inference needs to preprocess like training; saved in every checkpoint.
-        # (data/transforms.py builds the transform from this dict; models never import data)
-        self.hparams["preprocess"] = {
-            "resize": resize,
-            "image_size": int(image_size),
-            "mean": [float(m) for m in mean],
-            "std": [float(s) for s in std],
-        }
+        self.hparams["preprocess"] = model.preprocess
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.metrics = nn.ModuleDict(
@@ -94,50 +88,41 @@ class CountModule(pl.LightningModule):
         if freeze_backbone:
             for p in self.backbone_parameters():
                 p.requires_grad_(False)
-        if channels_last:
-            self.net.to(memory_format=torch.channels_last)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.network.train(mode)  # the net's own flag: test-time augmentation is off in training
+        return self
+
+    def _sync(self) -> CountNet:
+        """The net, following this module's hparams (tta and channels_last may be changed)."""
+        self.network.tta = self.hparams.get("tta")
+        self.network.channels_last = self.hparams.channels_last
+        return self.network
 
     @property
     def preprocess(self) -> dict:
         return self.hparams["preprocess"]
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return list(self.net.get_classifier().parameters()) + list(self.head.parameters())
+        return self.network.head_parameters()
 
     def backbone_parameters(self) -> list[nn.Parameter]:
-        head = {id(p) for p in self.head_parameters()}
-        return [p for p in self.net.parameters() if id(p) not in head]
+        return self.network.backbone_parameters()
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """The head's raw input (the auxiliary outputs, if any, are `aux_outputs`)."""
-        return self._outputs(x)[:, : self.head.n_outputs]
+        return self._sync().raw(x)
 
     def _outputs(self, x: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return self._sync().outputs(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-count scores whose softmax is the probability of each count (every head)."""
-        views = TTA_VIEWS.get(self.hparams.get("tta") or False)
-        if views is None:
-            raise BincountError(
-                f"model.tta={self.hparams.tta!r}: use false, flips (or true) or dihedral"
-            )
-        if self.training or views == 1:
-            return self.head(self.raw(x))
-        # Test-time augmentation: symmetries of each image (none changes the count), their
-        # probabilities averaged. One batch of views x n images, so one pass through the net.
-        n = x.shape[0]
-        batch = [x, x.flip(3), x.flip(2), x.flip(2, 3)]
-        if views == 8:  # and the transposes: the rotations by 90 and 270 degrees among them
-            t = x.transpose(2, 3)
-            batch += [t, t.flip(3), t.flip(2), t.flip(2, 3)]
-        probs = self.head(self.raw(torch.cat(batch))).softmax(1).view(views, n, -1).mean(0)
-        return probs.clamp_min(1e-7).log()
+        return self._sync()(x)
 
     def predict_counts(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(self.counts, device=logits.device)[logits.argmax(1)]
+        return self.network.predict_counts(logits)
 
     def training_step(self, batch, batch_idx):
         x, y = batch[0], batch[1]

@@ -79,10 +79,10 @@ def checkpoint_file(model: str | Path) -> Path:
 
 
 def load(ckpt: Path):
-    from bincount.inference import load_module
+    from bincount.inference import load_net
 
     try:
-        module = load_module(ckpt)
+        module = load_net(ckpt)
     except BincountError:
         raise BincountError(
             f"{ckpt} could not be loaded as a bincount checkpoint; expected {EXPECTED}"
@@ -181,7 +181,7 @@ def evaluate(
     modules = [load(c) for c in ckpts]
     for module in modules:
         if tta is not None:
-            module.hparams.tta = tta
+            module.tta = tta
     counts = [int(c) for c in modules[0].counts]
     for ckpt, module in zip(ckpts[1:], modules[1:], strict=True):
         if [int(c) for c in module.counts] != counts:

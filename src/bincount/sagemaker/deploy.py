@@ -32,12 +32,10 @@ log = logging.getLogger(__name__)
 RUN_FILES = ("config.yaml", "metrics.json", "calibration.json")
 # What the container installs on top of its PyTorch, pinned as in requirements.txt: what the
 # serving modules import that the PyTorch inference DLC lacks (test_endpoint_container.py).
+# No Lightning: the endpoint loads a plain CountNet (bincount.inference.loading).
 CONTAINER_PACKAGES = (
     "timm",
     "huggingface_hub",
-    "pytorch-lightning",
-    "lightning-utilities",
-    "torchmetrics",
     "omegaconf",
 )
 SHIM = '''"""SageMaker's entry point: bincount's four functions (packed beside it), in the shape

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from bincount import inference
 from bincount.serving import accesslog, memory
+from bincount.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def custom_attributes(header: str | None) -> dict[str, str]:
 
 
 def create_app(model: inference.Model) -> Flask:
-    limits = inference.settings()["limits"]
+    limits = settings()["limits"]
     app = Flask("bincount")
     app.config["MAX_CONTENT_LENGTH"] = int(limits["max_body_bytes"])
     page = resources.files("bincount.serving").joinpath("page.html").read_text("utf-8")

@@ -33,6 +33,7 @@ from bincount.errors import BincountError
 from bincount.serving import accesslog
 from bincount.serving.app import create_app, too_large
 from bincount.serving.listen import listen
+from bincount.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def make_server(
 ) -> Server:
     """A bound waitress server (port 0 picks a free one: `server.effective_port`); `sock`: one
     bound by `listen` already."""
-    conf = inference.settings()
+    conf = settings()
     limits, connections = conf["limits"], conf.get("connections", {})
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise BincountError(f"threads {threads!r}: use a whole number >= 1, e.g. --threads 4")

@@ -1,5 +1,5 @@
 # make demo: set up .venv and train the default model on ../shared/abid
-# make test: set up .venv and run lint + the test suite (what CI runs)
+# make test: set up .venv and run lint (ruff, import contracts) + the test suite (what CI runs)
 # make bench: every benchmark in under 15 minutes, tables in benchmarks/RESULTS.md
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -22,6 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix .

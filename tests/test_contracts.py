@@ -85,10 +85,6 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path, module, added, contrac
 # Import circles today, each removed by a slice of issue 18 (the lead drops an entry, and its
 # xfail, once that slice is merged).
 KNOWN_CYCLES = {
-    "18a (ONNX backend moved out of export.py into inference/onnx.py)": {
-        "bincount.export",
-        "bincount.inference",
-    },
     "18b (training runners in bincount.training)": {
         "bincount.train",
         "bincount.ensemble",

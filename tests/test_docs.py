@@ -28,9 +28,6 @@ PENDING = {
     "bincount.training": "18b",
     "bincount.rundir": "18b",
     "bincount.sagemaker.container": "18b",
-    "bincount.settings": "18a",
-    "bincount.models.network": "18a",
-    "bincount.inference.": "18a",
     "bincount.data.layout": "18c",
 }
 

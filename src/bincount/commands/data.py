@@ -4,10 +4,9 @@ SageMaker."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from bincount.argtypes import whole
+from bincount.argtypes import counts, whole
 from bincount.data.s3 import DEFAULT_SOURCE
 from bincount.errors import BincountError
 
@@ -19,49 +18,19 @@ FETCH_EXAMPLES = """examples:
 """
 
 
-def parse_counts(text: str) -> list[int]:
-    """`1-5`, `0,2,4` or `1-3,7` -> sorted counts."""
-    counts: set[int] = set()
-    try:
-        for part in text.split(","):
-            low, dash, high = part.strip().partition("-")
-            low_n, high_n = int(low), int(high if dash else low)
-            if low_n < 0 or high_n < low_n:
-                raise ValueError
-            counts.update(range(low_n, high_n + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of counts: write e.g. 1-5, 0,2,4 or 1-3,7"
-        ) from None
-    return sorted(counts)
-
-
-def read_ids(path: Path) -> list[str]:
-    """A file list: the seed's JSON ({count: [metadata paths]}), a JSON list, or one id a line."""
-    from bincount.data import sources
-
-    if path.suffix == ".json":
-        return sources.file_list_ids(path)
-    try:
-        lines = path.read_text().split()
-    except FileNotFoundError:
-        raise BincountError(f"file list {path} not found: give an existing --file-list") from None
-    return sources.parse_file_list(lines, str(path))
-
-
 def _fetch(args) -> int:
-    from bincount.data import fetch, stores
+    from bincount.data import fetch, layout, sources
 
     if args.file_list and args.all:
         raise BincountError("give --file-list or --all, not both")
     seed_list = not args.file_list and args.counts is None and not args.all
     if args.file_list:
-        ids = read_ids(Path(args.file_list))
+        ids = layout.read_ids(Path(args.file_list))
     elif seed_list:
-        ids = sources_seed_ids()
+        ids = sources.seed_ids()
     else:
         ids = None  # every metadata key of the source, filtered by count
-    store = stores.open_store(
+    store = sources.open_store(
         args.source, signed=True if args.signed else None, connections=args.concurrency
     )
     report = fetch.fetch(
@@ -82,12 +51,6 @@ def _fetch(args) -> int:
             "fetch every image the source holds instead"
         )
     return 1 if report.failed else 0
-
-
-def sources_seed_ids() -> list[str]:
-    from bincount.data import s3, sources
-
-    return sources.parse_file_list(json.loads(s3.seed_file_list()), "the seed's file_list.json")
 
 
 def _describe(args) -> int:
@@ -174,7 +137,7 @@ def register(subparsers) -> None:
     )
     f.add_argument(
         "--counts",
-        type=parse_counts,
+        type=counts,
         metavar="RANGE",
         help="keep only images with these counts, e.g. 1-5; without --file-list, the source's "
         "metadata is listed to find them",
@@ -213,7 +176,7 @@ def register(subparsers) -> None:
     d.add_argument("--manifest", metavar="CSV", help="take the splits from this manifest")
     d.add_argument(
         "--counts",
-        type=parse_counts,
+        type=counts,
         default=[1, 2, 3, 4, 5],
         metavar="RANGE",
         help="counts trained on, for the split table (default 1-5, as data.counts)",

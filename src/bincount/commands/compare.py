@@ -19,7 +19,7 @@ Writes compare.md, compare.html and PNGs (objective against lr, learning curves 
 runs, the sweep's progress) to <first DIR>/compare unless -o is given."""
 
 
-def _compare(args) -> int:
+def run(args) -> int:
     from bincount.reports import compare
 
     runs = compare.collect(args.dirs)
@@ -40,7 +40,7 @@ def _compare(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers) -> dict:
     p = subparsers.add_parser(
         "compare",
         help="compare runs and sweeps: a table sorted by the objective, and plots",
@@ -51,4 +51,4 @@ def register(subparsers) -> None:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run, multirun or outputs folders")
     p.add_argument("-o", "--output", help="folder for the report (default: <first DIR>/compare)")
     p.add_argument("--top", type=whole(0), default=0, help="print only the best N runs (0: all)")
-    p.set_defaults(func=_compare)
+    return {"compare": p}

@@ -18,7 +18,7 @@ FETCH_EXAMPLES = """examples:
 """
 
 
-def _fetch(args) -> int:
+def run_fetch(args) -> int:
     from bincount.data import fetch, layout, sources
 
     if args.file_list and args.all:
@@ -53,7 +53,7 @@ def _fetch(args) -> int:
     return 1 if report.failed else 0
 
 
-def _describe(args) -> int:
+def run_describe(args) -> int:
     from bincount.reports import describe
 
     out = describe.describe(
@@ -70,7 +70,7 @@ def _describe(args) -> int:
     return 0
 
 
-def _upload(args) -> int:
+def run_upload(args) -> int:
     from bincount.data import upload
 
     if not args.unsigned:
@@ -95,7 +95,7 @@ def _upload(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers) -> dict:
     data = subparsers.add_parser(
         "data",
         help="fetch, describe and upload the bin images",
@@ -160,7 +160,6 @@ def register(subparsers) -> None:
         "are anonymous, and signed only if the bucket refuses them and credentials exist",
     )
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
-    f.set_defaults(func=_fetch)
 
     d = sub.add_parser(
         "describe",
@@ -193,7 +192,6 @@ def register(subparsers) -> None:
     d.add_argument(
         "--samples", type=whole(0), default=6, help="sample images per count (default 6)"
     )
-    d.set_defaults(func=_describe)
 
     u = sub.add_parser(
         "upload",
@@ -216,4 +214,4 @@ def register(subparsers) -> None:
     u.add_argument(
         "--unsigned", action="store_true", help="anonymous requests (a bucket open for writes)"
     )
-    u.set_defaults(func=_upload)
+    return {"data fetch": f, "data describe": d, "data upload": u}

@@ -40,7 +40,7 @@ def _check_data(data: str) -> None:
         )
 
 
-def _evaluate(args) -> int:
+def run(args) -> int:
     from bincount.reports import evaluate
 
     if args.data:
@@ -63,7 +63,7 @@ def _evaluate(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers) -> dict:
     p = subparsers.add_parser(
         "evaluate",
         help="a checkpoint's figures (accuracy, RMSE, confusion matrix...) on a split or a source",
@@ -91,4 +91,4 @@ def register(subparsers) -> None:
         "(default: as the model was trained)",
     )
     p.add_argument("-o", "--output", help="folder for the results")
-    p.set_defaults(func=_evaluate)
+    return {"evaluate": p}

@@ -9,7 +9,7 @@ from pathlib import Path
 from bincount.argtypes import fraction, whole
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     o = sub.add_parser(
         "orders",
         help="write an order stream (stated line items and total) for a run's split",
@@ -33,7 +33,6 @@ def register(sub) -> None:
         "-o", "--output", default="orders.jsonl", help="file to write (orders.jsonl; or .csv)"
     )
     o.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the former name
-    o.set_defaults(func=run_orders)
 
     v = sub.add_parser(
         "verify",
@@ -53,7 +52,7 @@ def register(sub) -> None:
     v.add_argument("--truth", help="answer key to score with (default: <ORDERS>.truth.jsonl)")
     v.add_argument("--backend", choices=("torch", "onnx"), help="local backend (torch)")
     v.add_argument("--batch-size", type=whole(1), default=16, help="photos per forward pass (16)")
-    v.set_defaults(func=run_verify)
+    return {"orders": o, "verify": v}
 
 
 def run_orders(args) -> int:

@@ -7,7 +7,7 @@ import argparse
 from bincount.argtypes import whole
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     p = sub.add_parser(
         "predict",
         help="predict the counts of images (a file, folder, CSV list or s3:// prefix)",
@@ -34,7 +34,7 @@ def register(sub) -> None:
         "--backend", choices=("torch", "onnx"), help="torch, or onnx (`bincount export` first)"
     )
     p.add_argument("--batch-size", type=whole(1), default=16, help="images per batch (16)")
-    p.set_defaults(func=run)
+    return {"predict": p}
 
 
 def run(args) -> int:

@@ -6,7 +6,7 @@ from bincount.argtypes import whole
 from bincount.serving.accesslog import FORMATS
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     p = sub.add_parser(
         "serve",
         help="serve a model over HTTP: POST /invocations, GET /ping, an upload page at /",
@@ -27,7 +27,7 @@ def register(sub) -> None:
         choices=FORMATS,
         help="text lines, or JSON lines for log shippers (log.format: text)",
     )
-    p.set_defaults(func=run)
+    return {"serve": p}
 
 
 def _settings() -> dict:

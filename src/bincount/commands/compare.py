@@ -4,7 +4,6 @@ sorted by the objective, and plots)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -23,10 +22,7 @@ def run(args) -> int:
     from bincount.reports import compare
 
     runs = compare.collect(args.dirs)
-    # runs are named by their path below the folders' common parent
-    base = Path(os.path.commonpath([Path(d).resolve() for d in args.dirs]))
-    if len(args.dirs) > 1 and base in {Path(d).resolve() for d in args.dirs}:
-        base = base.parent
+    base = compare.common_base(args.dirs)  # runs are named by their path below it
     rows = [compare.row(r, base) for r in runs.done[: args.top or None]]
     print(f"{len(runs.done)} runs, by {runs.metric} ({runs.direction}), best first:")
     print(compare.table_text(rows))
@@ -34,7 +30,7 @@ def run(args) -> int:
         print(f"crashed or still running (no metrics.json): {p}", file=sys.stderr)
     for p in runs.empty:
         print(f"no runs in {p} (no folder with config.yaml)", file=sys.stderr)
-    out = Path(args.output) if args.output else Path(args.dirs[0]) / "compare"
+    out = Path(args.output) if args.output else compare.default_output(args.dirs)
     written = compare.write(runs, out, base)
     print(f"report: {out / 'compare.html'} ({len(written)} files)")
     return 0

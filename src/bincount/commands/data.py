@@ -74,15 +74,7 @@ def run_upload(args) -> int:
     from bincount.data import upload
 
     if not args.unsigned:
-        import boto3
-
-        if boto3.session.Session().get_credentials() is None:
-            raise BincountError(
-                f"no AWS credentials to upload to {args.dest}: configure them (aws configure, "
-                "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or pass --unsigned for "
-                "a bucket open to anonymous writes"
-            )
-
+        upload.require_credentials(args.dest)
     report = upload.upload(
         Path(args.folder),
         args.dest,

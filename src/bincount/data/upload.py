@@ -127,6 +127,16 @@ def _unchanged(client, bucket: str, key: str, data: bytes, md5: str, remote) -> 
     return head.get("Metadata", {}).get("md5") == md5
 
 
+def require_credentials(dest: str) -> None:
+    """Refuse a signed upload to `dest` without AWS credentials, before any request."""
+    if not s3.has_credentials():
+        raise BincountError(
+            f"no AWS credentials to upload to {dest}: configure them (aws configure, "
+            "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or pass --unsigned for "
+            "a bucket open to anonymous writes"
+        )
+
+
 def upload(
     folder: Path,
     dest: str,

@@ -22,6 +22,9 @@ def whole(low: int = 0):
     return parse
 
 
+positive_int = whole(1)  # a count of things: at least 1 (batch sizes, workers, tries, limits)
+
+
 def fraction(text: str) -> float:
     """A share strictly between 0 and 1."""
     try:

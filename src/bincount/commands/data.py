@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bincount.argtypes import counts, whole
+from bincount.argtypes import counts, positive_int, whole
 from bincount.data.s3 import DEFAULT_SOURCE
 from bincount.errors import BincountError
 
@@ -134,13 +134,19 @@ def register(subparsers) -> dict:
         help="keep only images with these counts, e.g. 1-5; without --file-list, the source's "
         "metadata is listed to find them",
     )
-    f.add_argument("--limit", type=int, metavar="N", help="at most N images (the first in order)")
     f.add_argument(
-        "--concurrency", type=int, default=16, metavar="N", help="parallel requests (default 16)"
+        "--limit", type=positive_int, metavar="N", help="at most N images (the first in order)"
+    )
+    f.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=16,
+        metavar="N",
+        help="parallel requests (default 16)",
     )
     f.add_argument(
         "--attempts",
-        type=int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="tries per file on throttling, 5xx, dropped connections (default 8)",
@@ -201,7 +207,11 @@ def register(subparsers) -> dict:
     )
     u.add_argument("--dry-run", action="store_true", help="list what would be done; change nothing")
     u.add_argument(
-        "--concurrency", type=whole(1), default=8, metavar="N", help="parallel requests (default 8)"
+        "--concurrency",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="parallel requests (default 8)",
     )
     u.add_argument(
         "--unsigned", action="store_true", help="anonymous requests (a bucket open for writes)"

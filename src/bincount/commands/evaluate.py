@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bincount.argtypes import whole
+from bincount.argtypes import positive_int
 
 EXAMPLES = """examples:
   bincount evaluate outputs/<run>                                  # the run's test split
@@ -83,7 +83,7 @@ def register(subparsers) -> dict:
         choices=["train", "val", "test", "all"],
         help="which split (default: test of the run's data; all of --data)",
     )
-    p.add_argument("--batch-size", type=whole(1), default=32, help="images per batch (32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (32)")
     p.add_argument(
         "--tta",
         choices=["on", "off", "flips", "dihedral"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bincount.argtypes import fraction, whole
+from bincount.argtypes import fraction, positive_int
 
 
 def register(sub) -> dict:
@@ -51,7 +51,9 @@ def register(sub) -> dict:
     )
     v.add_argument("--truth", help="answer key to score with (default: <ORDERS>.truth.jsonl)")
     v.add_argument("--backend", choices=("torch", "onnx"), help="local backend (torch)")
-    v.add_argument("--batch-size", type=whole(1), default=16, help="photos per forward pass (16)")
+    v.add_argument(
+        "--batch-size", type=positive_int, default=16, help="photos per forward pass (16)"
+    )
     return {"orders": o, "verify": v}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bincount.argtypes import whole
+from bincount.argtypes import positive_int
 
 
 def register(sub) -> dict:
@@ -33,7 +33,7 @@ def register(sub) -> dict:
     p.add_argument(
         "--backend", choices=("torch", "onnx"), help="torch, or onnx (`bincount export` first)"
     )
-    p.add_argument("--batch-size", type=whole(1), default=16, help="images per batch (16)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (16)")
     return {"predict": p}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bincount.argtypes import whole
+from bincount.argtypes import positive_int
 from bincount.serving.accesslog import FORMATS
 
 
@@ -21,7 +21,7 @@ def register(sub) -> dict:
     p.add_argument(
         "--backend", choices=("torch", "onnx"), help="torch, or onnx (`bincount export` first)"
     )
-    p.add_argument("--threads", type=whole(1), help="requests handled at once (4)")
+    p.add_argument("--threads", type=positive_int, help="requests handled at once (4)")
     p.add_argument(
         "--log-format",
         choices=FORMATS,

@@ -54,9 +54,7 @@ def run(args) -> int:
         batch_size=args.batch_size,
         tta=tta,
     )
-    tag = f"{Path(args.data).name if args.data else 'run'}-{ev.split}"
-    tag = f"ensemble-{tag}" if ev.members else tag
-    out = Path(args.output) if args.output else evaluate.run_of(ev.checkpoint) / "eval" / tag
+    out = Path(args.output) if args.output else evaluate.default_output(ev, args.data)
     evaluate.write(ev, out)
     print(evaluate.text(ev))
     print(f"written: {out}/metrics.json, predictions.csv, confusion.png")

@@ -23,7 +23,6 @@ from bincount.data.retry import with_retries
 from bincount.data.stores import Missing, Transient, ids_from_names
 from bincount.errors import BincountError
 
-log = logging.getLogger(__name__)
 DEFAULT_SOURCE = "s3://aft-vbi-pds"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_PART = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+$")

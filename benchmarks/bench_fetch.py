@@ -134,14 +134,14 @@ def main() -> None:
 
 def run(ids: list[str], levels: list[int], repeat: int) -> list[tuple[int, float, int, int]]:
     """(concurrency, best seconds, files, bytes) of a full fetch at each concurrency."""
-    from bincount.data import fetch, stores
+    from bincount.data import fetch, sources
 
     results = []
     for concurrency in levels:
         best = None
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as tmp:
-                store = stores.open_store("s3://bench-abid", connections=concurrency)
+                store = sources.open_store("s3://bench-abid", connections=concurrency)
                 start = time.perf_counter()
                 report = fetch.fetch(
                     store, Path(tmp) / "out", ids=ids, concurrency=concurrency, progress=False

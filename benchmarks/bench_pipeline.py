@@ -65,10 +65,10 @@ def decode_rows(dm, n: int) -> list[dict]:
 
 
 def _decode_rows(dm, n: int, Image) -> list[dict]:
-    from bincount.data import sources, transforms
+    from bincount.data import layout, transforms
 
     ds = dm.datasets["train"]
-    paths = [sources.image_path(ds.folder, i) for i in ds.ids[:n]]
+    paths = [layout.image_path(ds.folder, i) for i in ds.ids[:n]]
     ids = ds.ids[:n]
     size = ds.size
     tf = ds.transform

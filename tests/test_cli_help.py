@@ -83,3 +83,14 @@ def test_a_usage_error_is_one_line(argv, words, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1
     assert err.startswith("error: bincount ") and words in err and "--help" in err
+
+
+def test_every_subcommand_runs_the_function_of_the_table():
+    """cli.COMMANDS is the one table from subcommand to function: every leaf parser runs its
+    entry, and every entry has a parser."""
+    funcs = {
+        p.prog.removeprefix("bincount "): p.get_default("func")
+        for p in ALL
+        if p.get_default("func") in set(cli.COMMANDS.values())
+    }
+    assert funcs == cli.COMMANDS

@@ -225,3 +225,66 @@ def verdict_table(items: list[Item], answers: list[dict], truth_column: str | No
         wrong = [int(it.columns[truth_column]) != a["expected"] for it, a in done]
         table.update(verification.evaluate([a["verdict"] for _, a in done], wrong))
     return table
+
+
+@dataclass
+class Predictions:
+    """What `predict` did: the inputs, one answer each, the CSV written, and with expected
+    quantities the table of verdicts (`verdict_table`)."""
+
+    items: list[Item]
+    answers: list[dict]
+    path: Path
+    table: dict | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum("error" in a for a in self.answers)
+
+
+def predict(
+    model: str | None,
+    inputs: list[str],
+    output: str | os.PathLike,
+    *,
+    endpoint: str | None = None,
+    region: str | None = None,
+    expected: int | None = None,
+    expected_column: str | None = None,
+    truth_column: str | None = None,
+    backend: str | None = None,
+    batch_size: int = 16,
+) -> Predictions:
+    """Predict every image of `inputs` with a local model (a run folder, checkpoint or ONNX
+    export) or a deployed `endpoint`, and write one row per image to `output`. `expected`
+    (one quantity for every image) or `expected_column` (a CSV column) give each image a
+    verdict; the true counts (`truth_column`, default: a `count` column) score them."""
+    if expected is not None and expected_column:
+        raise BincountError("give --expected or --expected-column, not both")
+    if not inputs:
+        raise BincountError("no inputs: bincount predict MODEL PATH [PATH ...]")
+    items = collect(inputs)
+    column = expected_column
+    if expected is not None:
+        column = "expected"
+        for item in items:
+            item.columns["expected"] = str(expected)
+    check_column(items, column)
+    if endpoint:
+        from bincount.sagemaker.deploy import endpoint_invoker
+
+        invoke = endpoint_invoker(endpoint, region)  # no credentials: one error here
+        answers = predict_endpoint(invoke, items, column)
+        counts = sorted({int(c) for a in answers for c in a.get("probabilities", {})})
+    else:
+        loaded = inference.model_fn(model, backend=backend)
+        answers = predict_local(loaded, items, column, batch_size)
+        counts = loaded.counts
+    path = write_csv(output, items, answers, counts)
+    table = None
+    if column:
+        truth = truth_column
+        if truth is None and items and "count" in items[0].columns:
+            truth = "count"
+        table = verdict_table(items, answers, truth)
+    return Predictions(items, answers, path, table)

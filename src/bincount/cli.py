@@ -1,18 +1,52 @@
 """The `bincount` console script: parses arguments and calls the package's modules.
 
-Subcommands live in `bincount.commands.<area>` modules, each with `register(subparsers)`.
+`COMMANDS` below is every subcommand and the function that runs it. The functions live in
+`bincount.commands.<area>` modules, whose `register(subparsers)` adds the area's parsers.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import inspect
 import logging
-import pkgutil
 import sys
+from collections.abc import Callable
 
-from bincount import __version__, commands
+from bincount import __version__
+from bincount.commands import (
+    cache,
+    calibrate,
+    cleanup,
+    compare,
+    data,
+    deploy,
+    evaluate,
+    export,
+    orders,
+    predict,
+    report,
+    serve,
+)
 from bincount.errors import BincountError
+
+# Every subcommand -> the function that runs it (in the order of `bincount --help`).
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "cache images": cache.run_images,
+    "calibrate": calibrate.run,
+    "cleanup": cleanup.run,
+    "compare": compare.run,
+    "data fetch": data.run_fetch,
+    "data describe": data.run_describe,
+    "data upload": data.run_upload,
+    "deploy": deploy.run,
+    "evaluate": evaluate.run,
+    "export": export.run,
+    "orders": orders.run_orders,
+    "verify": orders.run_verify,
+    "predict": predict.run,
+    "report": report.run,
+    "serve": serve.run,
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,8 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="bincount", description="Count the objects in photos of warehouse bins.")
     parser.add_argument("--version", action="version", version=f"bincount {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
+    parsers: dict[str, argparse.ArgumentParser] = {}
+    for module in dict.fromkeys(inspect.getmodule(run) for run in COMMANDS.values()):
+        parsers.update(module.register(sub))
+    if set(parsers) != set(COMMANDS):
+        raise AssertionError(
+            f"commands without a parser or function: {set(parsers) ^ set(COMMANDS)}"
+        )
+    for name, run in COMMANDS.items():
+        parsers[name].set_defaults(func=run)
     return parser
 
 

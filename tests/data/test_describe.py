@@ -87,9 +87,9 @@ def test_describe_errors(tiny_source, tmp_path, capsys):
 
 
 def test_a_fetched_folder_says_how_it_was_fetched(abid, tmp_path):
-    from bincount.data import fetch, stores
+    from bincount.data import fetch, sources
 
-    fetch.fetch(stores.open_store(str(abid)), tmp_path / "abid", ids=["00037", "00038", "nope1"])
+    fetch.fetch(sources.open_store(str(abid)), tmp_path / "abid", ids=["00037", "00038", "nope1"])
     report = describe.describe(tmp_path / "abid", tmp_path / "out", samples=1)
     md = report.read_text()
     assert "## How it was fetched" in md

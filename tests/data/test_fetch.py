@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bincount.cli import main
-from bincount.data import fetch, s3, sources, stores
+from bincount.data import fetch, layout, s3, sources
 from bincount.data.datamodule import BinDataModule
 from bincount.errors import BincountError
 
@@ -22,7 +22,7 @@ MISSING = ["999991", "999992", "00000"]  # not in the bucket
 
 
 def run_fetch(uri: str, target: Path, ids=None, **kwargs) -> fetch.Report:
-    store = stores.open_store(uri)
+    store = sources.open_store(uri)
     return fetch.fetch(store, target, ids=ids, progress=False, **kwargs)
 
 
@@ -49,7 +49,7 @@ def test_full_fetch_equals_source_and_reports_missing_keys(abid, abid_bucket, tm
     saved = json.loads((tmp_path / "out" / fetch.REPORT).read_text())
     assert saved["finished"] and sorted(saved["missing"]) == sorted(report.missing)
     # The fetched folder lists itself, so it is a data source with a file list.
-    assert sorted(sources.file_list_ids(tmp_path / "out" / "file_list.json")) == sorted(ids)
+    assert sorted(layout.file_list_ids(tmp_path / "out" / "file_list.json")) == sorted(ids)
 
     again = run_fetch(f"s3://{bucket}", tmp_path / "out", ids=ids)
     assert again.files == 0 and again.already == len(ids)
@@ -254,7 +254,7 @@ def test_ctrl_c_stops_at_once_and_leaves_only_whole_files(abid, abid_bucket, fau
 def test_private_bucket_is_read_signed_when_credentials_exist(abid_files, make_bucket, tmp_path):
     ids = ["00037", "00038", "00049", "00050", "00085", "00086"]
     bucket = make_bucket(abid_files(ids), public=False)
-    store = stores.open_store(f"s3://{bucket}")  # anonymous first, refused, then signed
+    store = sources.open_store(f"s3://{bucket}")  # anonymous first, refused, then signed
     report = fetch.fetch(store, tmp_path / "out", ids=ids, concurrency=8, progress=False)
     assert sorted(report.complete) == ids and not report.missing
     assert store.signed
@@ -270,15 +270,15 @@ def test_private_bucket_without_credentials_says_what_to_do(
     with pytest.raises(BincountError, match=r"refuses anonymous reads.*--signed"):
         run_fetch(f"s3://{bucket}", tmp_path / "out", ids=ids)
     with pytest.raises(BincountError, match="no AWS credentials"):
-        fetch.fetch(stores.open_store(f"s3://{bucket}", signed=True), tmp_path / "o", ids=ids)
+        fetch.fetch(sources.open_store(f"s3://{bucket}", signed=True), tmp_path / "o", ids=ids)
 
 
 def test_unreachable_endpoint_and_unknown_bucket(s3env, monkeypatch, tmp_path):
     with pytest.raises(BincountError, match="bucket does not exist"):
-        stores.open_store("s3://no-such-bucket-here")
+        sources.open_store("s3://no-such-bucket-here")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(BincountError, match=r"cannot reach.*AWS_ENDPOINT_URL"):
-        stores.open_store("s3://aft-vbi-pds")
+        sources.open_store("s3://aft-vbi-pds")
     for bad in ("s3://", "s3://UPPER", "s3://ok-bucket/../x", "http://x"):
         with pytest.raises(BincountError, match="s3://BUCKET"):
             s3.parse_uri(bad)
@@ -320,9 +320,9 @@ def test_data_module_reads_an_s3_source_through_a_cache(
 
 
 def test_seed_file_list_is_shipped(abid):
-    ids = sources.parse_file_list(json.loads(s3.seed_file_list()), "seed")
+    ids = layout.parse_file_list(json.loads(s3.seed_file_list()), "seed")
     assert len(ids) == len(set(ids)) == 10441
-    assert ids == sources.file_list_ids(abid / "file_list.json")
+    assert ids == layout.file_list_ids(abid / "file_list.json")
 
 
 def test_help_of_each_subcommand(capsys):
@@ -372,7 +372,8 @@ def test_train_py_reads_an_s3_source(abid_bucket, abid_files, make_bucket, tmp_p
 
 
 def test_count_ranges_and_id_lists(tmp_path):
-    from bincount.commands.data import parse_counts, read_ids
+    from bincount.argtypes import counts as parse_counts
+    from bincount.data.layout import read_ids
 
     assert parse_counts("1-5") == [1, 2, 3, 4, 5]
     assert parse_counts("0,2,4") == [0, 2, 4] and parse_counts("1-3,7") == [1, 2, 3, 7]
@@ -389,7 +390,7 @@ def test_count_ranges_and_id_lists(tmp_path):
 
 
 def test_bad_arguments_are_clear_errors(abid, tmp_path):
-    store = stores.open_store(str(abid))
+    store = sources.open_store(str(abid))
     for kwargs, message in (
         ({"limit": 0}, "--limit 0 must be at least 1"),
         ({"concurrency": 0}, "--concurrency 0 must be at least 1"),

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from bincount.data import manifest, sources
+from bincount.data import layout, manifest, sources
 from bincount.errors import BincountError
 
 FRACTIONS = (0.6, 0.2, 0.2)
@@ -49,7 +49,7 @@ def test_counts_filter(abid, tmp_path):
 def test_corrupt_inputs_are_reported_and_skipped(tiny_source, tmp_path, caplog):
     folder = tmp_path / "src"
     shutil.copytree(tiny_source, folder)
-    ids = sources.list_ids(folder)
+    ids = layout.list_ids(folder)
     truncated, not_jpeg, no_qty, bad_json, no_image = ids[:5]
     jpg = folder / "bin-images"
     data = (jpg / f"{truncated}.jpg").read_bytes()
@@ -78,7 +78,7 @@ def test_corrupt_inputs_are_reported_and_skipped(tiny_source, tmp_path, caplog):
 
 
 def test_file_list_subset(tiny_source, tmp_path):
-    ids = sources.list_ids(tiny_source)
+    ids = layout.list_ids(tiny_source)
     listing = {"1": [f"data/metadata/{i}.json" for i in ids[:12]] + ["data/metadata/nope.json"]}
     file_list = tmp_path / "file_list.json"
     file_list.write_text(json.dumps(listing))
@@ -106,7 +106,7 @@ def test_bad_folders_say_what_to_do(tmp_path, make, words):
 @pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a b", "", "x.jpg", "..", "a/b"])
 def test_ids_that_could_escape_are_refused(bad, tmp_path):
     with pytest.raises(BincountError, match="invalid image id"):
-        sources.image_path(tmp_path, bad)
+        layout.image_path(tmp_path, bad)
 
 
 def test_no_usable_images(tiny_source, tmp_path):

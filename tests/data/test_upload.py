@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from bincount.cli import main
-from bincount.data import fetch, manifest, sources, stores, upload
+from bincount.data import fetch, layout, manifest, sources, upload
 from bincount.errors import BincountError
 
 
@@ -91,14 +91,14 @@ def test_split_channels_from_a_manifest_are_data_sources(dataset, make_bucket, t
     for split in manifest.SPLITS:
         want = sorted(r.id for r in rows if r.split == split)
         listing = json.loads(stored[f"splits/{split}/file_list.json"])
-        assert sorted(sources.parse_file_list(listing, split)) == want
+        assert sorted(layout.parse_file_list(listing, split)) == want
         for i in want:
             assert (
                 stored[f"splits/{split}/bin-images/{i}.jpg"]
                 == (dataset / "bin-images" / f"{i}.jpg").read_bytes()
             )
     # A channel is a source in the bucket layout: fetch reads it back whole.
-    store = stores.open_store(f"s3://{bucket}/splits/val")
+    store = sources.open_store(f"s3://{bucket}/splits/val")
     got = fetch.fetch(store, tmp_path / "val", ids=[r.id for r in rows if r.split == "val"])
     assert not got.missing and len(got.complete) == sum(r.split == "val" for r in rows)
 

@@ -102,3 +102,14 @@ def test_nothing_to_compare_is_an_error(tmp_path, trained_run, capsys):
     assert main(["compare", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert "no runs (no folder with config.yaml)" in err and "Traceback" not in err
+
+
+def test_runs_are_named_below_the_folders_common_parent(tmp_path):
+    from bincount.reports.compare import common_base, default_output
+
+    a, b = tmp_path / "sweeps" / "a", tmp_path / "sweeps" / "b"
+    assert common_base([a]) == a.resolve()  # one folder: its runs by their path inside it
+    assert common_base([a, b]) == (tmp_path / "sweeps").resolve()
+    # one folder inside another: named from above both, so the outer one's runs have a name
+    assert common_base([tmp_path / "sweeps", a]) == tmp_path.resolve()
+    assert default_output([a, b]) == a / "compare"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     p = sub.add_parser(
         "cache",
         help="build caches that make training faster (resized images)",
@@ -21,7 +21,7 @@ def register(sub) -> None:
     images.add_argument(
         "overrides", nargs="*", metavar="OVERRIDE", help="e.g. data.image_size=320 model=resnet18"
     )
-    images.set_defaults(func=run_images)
+    return {"cache images": images}
 
 
 def compose(overrides: list[str]):

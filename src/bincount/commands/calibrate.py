@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     p = sub.add_parser(
         "calibrate",
         help="fit temperature scaling and the verdict thresholds on a run's validation split",
@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("run", metavar="MODEL", help="a run folder or a checkpoint (its best.ckpt)")
     p.add_argument("--target-precision", type=float, help="of mismatch flags (verify.*)")
     p.add_argument("--mismatch-rate", type=float, help="share of wrong orders assumed")
-    p.set_defaults(func=run)
+    return {"calibrate": p}
 
 
 def run(args) -> int:

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 
-def register(subparsers) -> None:
+def register(subparsers) -> dict:
     p = subparsers.add_parser(
         "cleanup",
         help="delete this project's SageMaker endpoints, endpoint configs and models",
@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     p.add_argument("--endpoint", metavar="NAME", help="only this endpoint, its config and model")
     p.add_argument("--region", help="AWS region (default: deploy.region, AWS_REGION, profile)")
     p.add_argument("--yes", action="store_true", help="delete without asking")
-    p.set_defaults(func=run)
+    return {"cleanup": p}
 
 
 def _confirm(count: int) -> bool:

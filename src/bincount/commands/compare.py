@@ -4,7 +4,6 @@ sorted by the objective, and plots)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -19,14 +18,11 @@ Writes compare.md, compare.html and PNGs (objective against lr, learning curves 
 runs, the sweep's progress) to <first DIR>/compare unless -o is given."""
 
 
-def _compare(args) -> int:
+def run(args) -> int:
     from bincount.reports import compare
 
     runs = compare.collect(args.dirs)
-    # runs are named by their path below the folders' common parent
-    base = Path(os.path.commonpath([Path(d).resolve() for d in args.dirs]))
-    if len(args.dirs) > 1 and base in {Path(d).resolve() for d in args.dirs}:
-        base = base.parent
+    base = compare.common_base(args.dirs)  # runs are named by their path below it
     rows = [compare.row(r, base) for r in runs.done[: args.top or None]]
     print(f"{len(runs.done)} runs, by {runs.metric} ({runs.direction}), best first:")
     print(compare.table_text(rows))
@@ -34,13 +30,13 @@ def _compare(args) -> int:
         print(f"crashed or still running (no metrics.json): {p}", file=sys.stderr)
     for p in runs.empty:
         print(f"no runs in {p} (no folder with config.yaml)", file=sys.stderr)
-    out = Path(args.output) if args.output else Path(args.dirs[0]) / "compare"
+    out = Path(args.output) if args.output else compare.default_output(args.dirs)
     written = compare.write(runs, out, base)
     print(f"report: {out / 'compare.html'} ({len(written)} files)")
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers) -> dict:
     p = subparsers.add_parser(
         "compare",
         help="compare runs and sweeps: a table sorted by the objective, and plots",
@@ -51,4 +47,4 @@ def register(subparsers) -> None:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run, multirun or outputs folders")
     p.add_argument("-o", "--output", help="folder for the report (default: <first DIR>/compare)")
     p.add_argument("--top", type=whole(0), default=0, help="print only the best N runs (0: all)")
-    p.set_defaults(func=_compare)
+    return {"compare": p}

@@ -4,10 +4,9 @@ SageMaker."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from bincount.argtypes import whole
+from bincount.argtypes import counts, positive_int, whole
 from bincount.data.s3 import DEFAULT_SOURCE
 from bincount.errors import BincountError
 
@@ -19,49 +18,19 @@ FETCH_EXAMPLES = """examples:
 """
 
 
-def parse_counts(text: str) -> list[int]:
-    """`1-5`, `0,2,4` or `1-3,7` -> sorted counts."""
-    counts: set[int] = set()
-    try:
-        for part in text.split(","):
-            low, dash, high = part.strip().partition("-")
-            low_n, high_n = int(low), int(high if dash else low)
-            if low_n < 0 or high_n < low_n:
-                raise ValueError
-            counts.update(range(low_n, high_n + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of counts: write e.g. 1-5, 0,2,4 or 1-3,7"
-        ) from None
-    return sorted(counts)
-
-
-def read_ids(path: Path) -> list[str]:
-    """A file list: the seed's JSON ({count: [metadata paths]}), a JSON list, or one id a line."""
-    from bincount.data import sources
-
-    if path.suffix == ".json":
-        return sources.file_list_ids(path)
-    try:
-        lines = path.read_text().split()
-    except FileNotFoundError:
-        raise BincountError(f"file list {path} not found: give an existing --file-list") from None
-    return sources.parse_file_list(lines, str(path))
-
-
-def _fetch(args) -> int:
-    from bincount.data import fetch, stores
+def run_fetch(args) -> int:
+    from bincount.data import fetch, layout, sources
 
     if args.file_list and args.all:
         raise BincountError("give --file-list or --all, not both")
     seed_list = not args.file_list and args.counts is None and not args.all
     if args.file_list:
-        ids = read_ids(Path(args.file_list))
+        ids = layout.read_ids(Path(args.file_list))
     elif seed_list:
-        ids = sources_seed_ids()
+        ids = sources.seed_ids()
     else:
         ids = None  # every metadata key of the source, filtered by count
-    store = stores.open_store(
+    store = sources.open_store(
         args.source, signed=True if args.signed else None, connections=args.concurrency
     )
     report = fetch.fetch(
@@ -84,13 +53,7 @@ def _fetch(args) -> int:
     return 1 if report.failed else 0
 
 
-def sources_seed_ids() -> list[str]:
-    from bincount.data import s3, sources
-
-    return sources.parse_file_list(json.loads(s3.seed_file_list()), "the seed's file_list.json")
-
-
-def _describe(args) -> int:
+def run_describe(args) -> int:
     from bincount.reports import describe
 
     out = describe.describe(
@@ -107,19 +70,11 @@ def _describe(args) -> int:
     return 0
 
 
-def _upload(args) -> int:
+def run_upload(args) -> int:
     from bincount.data import upload
 
     if not args.unsigned:
-        import boto3
-
-        if boto3.session.Session().get_credentials() is None:
-            raise BincountError(
-                f"no AWS credentials to upload to {args.dest}: configure them (aws configure, "
-                "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or pass --unsigned for "
-                "a bucket open to anonymous writes"
-            )
-
+        upload.require_credentials(args.dest)
     report = upload.upload(
         Path(args.folder),
         args.dest,
@@ -132,7 +87,7 @@ def _upload(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers) -> dict:
     data = subparsers.add_parser(
         "data",
         help="fetch, describe and upload the bin images",
@@ -174,18 +129,24 @@ def register(subparsers) -> None:
     )
     f.add_argument(
         "--counts",
-        type=parse_counts,
+        type=counts,
         metavar="RANGE",
         help="keep only images with these counts, e.g. 1-5; without --file-list, the source's "
         "metadata is listed to find them",
     )
-    f.add_argument("--limit", type=int, metavar="N", help="at most N images (the first in order)")
     f.add_argument(
-        "--concurrency", type=int, default=16, metavar="N", help="parallel requests (default 16)"
+        "--limit", type=positive_int, metavar="N", help="at most N images (the first in order)"
+    )
+    f.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=16,
+        metavar="N",
+        help="parallel requests (default 16)",
     )
     f.add_argument(
         "--attempts",
-        type=int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="tries per file on throttling, 5xx, dropped connections (default 8)",
@@ -197,7 +158,6 @@ def register(subparsers) -> None:
         "are anonymous, and signed only if the bucket refuses them and credentials exist",
     )
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
-    f.set_defaults(func=_fetch)
 
     d = sub.add_parser(
         "describe",
@@ -213,7 +173,7 @@ def register(subparsers) -> None:
     d.add_argument("--manifest", metavar="CSV", help="take the splits from this manifest")
     d.add_argument(
         "--counts",
-        type=parse_counts,
+        type=counts,
         default=[1, 2, 3, 4, 5],
         metavar="RANGE",
         help="counts trained on, for the split table (default 1-5, as data.counts)",
@@ -230,7 +190,6 @@ def register(subparsers) -> None:
     d.add_argument(
         "--samples", type=whole(0), default=6, help="sample images per count (default 6)"
     )
-    d.set_defaults(func=_describe)
 
     u = sub.add_parser(
         "upload",
@@ -248,9 +207,13 @@ def register(subparsers) -> None:
     )
     u.add_argument("--dry-run", action="store_true", help="list what would be done; change nothing")
     u.add_argument(
-        "--concurrency", type=whole(1), default=8, metavar="N", help="parallel requests (default 8)"
+        "--concurrency",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="parallel requests (default 8)",
     )
     u.add_argument(
         "--unsigned", action="store_true", help="anonymous requests (a bucket open for writes)"
     )
-    u.set_defaults(func=_upload)
+    return {"data fetch": f, "data describe": d, "data upload": u}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     p = sub.add_parser(
         "deploy",
         help="deploy a run (or a training job's model.tar.gz) to a SageMaker endpoint",
@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--role", help="IAM role ARN for the endpoint ($SAGEMAKER_ROLE)")
     p.add_argument("--wait", action="store_true", help="wait until the endpoint is InService")
     p.add_argument("--region", help="AWS region (default: deploy.region, AWS_REGION, profile)")
-    p.set_defaults(func=run)
+    return {"deploy": p}
 
 
 def run(args) -> int:

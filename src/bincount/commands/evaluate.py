@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bincount.argtypes import whole
+from bincount.argtypes import positive_int
 
 EXAMPLES = """examples:
   bincount evaluate outputs/<run>                                  # the run's test split
@@ -40,7 +40,7 @@ def _check_data(data: str) -> None:
         )
 
 
-def _evaluate(args) -> int:
+def run(args) -> int:
     from bincount.reports import evaluate
 
     if args.data:
@@ -54,16 +54,14 @@ def _evaluate(args) -> int:
         batch_size=args.batch_size,
         tta=tta,
     )
-    tag = f"{Path(args.data).name if args.data else 'run'}-{ev.split}"
-    tag = f"ensemble-{tag}" if ev.members else tag
-    out = Path(args.output) if args.output else evaluate.run_of(ev.checkpoint) / "eval" / tag
+    out = Path(args.output) if args.output else evaluate.default_output(ev, args.data)
     evaluate.write(ev, out)
     print(evaluate.text(ev))
     print(f"written: {out}/metrics.json, predictions.csv, confusion.png")
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers) -> dict:
     p = subparsers.add_parser(
         "evaluate",
         help="a checkpoint's figures (accuracy, RMSE, confusion matrix...) on a split or a source",
@@ -83,7 +81,7 @@ def register(subparsers) -> None:
         choices=["train", "val", "test", "all"],
         help="which split (default: test of the run's data; all of --data)",
     )
-    p.add_argument("--batch-size", type=whole(1), default=32, help="images per batch (32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (32)")
     p.add_argument(
         "--tta",
         choices=["on", "off", "flips", "dihedral"],
@@ -91,4 +89,4 @@ def register(subparsers) -> None:
         "(default: as the model was trained)",
     )
     p.add_argument("-o", "--output", help="folder for the results")
-    p.set_defaults(func=_evaluate)
+    return {"evaluate": p}

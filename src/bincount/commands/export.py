@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     p = sub.add_parser(
         "export",
         help="export a checkpoint to ONNX (for `serve|predict --backend onnx`)",
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument(
         "--check", nargs="*", metavar="IMAGE", help="images for the parity check (default: none)"
     )
-    p.set_defaults(func=run)
+    return {"export": p}
 
 
 def run(args) -> int:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bincount.argtypes import fraction, whole
+from bincount.argtypes import fraction, positive_int
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     o = sub.add_parser(
         "orders",
         help="write an order stream (stated line items and total) for a run's split",
@@ -33,7 +33,6 @@ def register(sub) -> None:
         "-o", "--output", default="orders.jsonl", help="file to write (orders.jsonl; or .csv)"
     )
     o.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the former name
-    o.set_defaults(func=run_orders)
 
     v = sub.add_parser(
         "verify",
@@ -52,8 +51,10 @@ def register(sub) -> None:
     )
     v.add_argument("--truth", help="answer key to score with (default: <ORDERS>.truth.jsonl)")
     v.add_argument("--backend", choices=("torch", "onnx"), help="local backend (torch)")
-    v.add_argument("--batch-size", type=whole(1), default=16, help="photos per forward pass (16)")
-    v.set_defaults(func=run_verify)
+    v.add_argument(
+        "--batch-size", type=positive_int, default=16, help="photos per forward pass (16)"
+    )
+    return {"orders": o, "verify": v}
 
 
 def run_orders(args) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from bincount.argtypes import whole
+from bincount.argtypes import positive_int
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     p = sub.add_parser(
         "predict",
         help="predict the counts of images (a file, folder, CSV list or s3:// prefix)",
@@ -33,49 +33,35 @@ def register(sub) -> None:
     p.add_argument(
         "--backend", choices=("torch", "onnx"), help="torch, or onnx (`bincount export` first)"
     )
-    p.add_argument("--batch-size", type=whole(1), default=16, help="images per batch (16)")
-    p.set_defaults(func=run)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (16)")
+    return {"predict": p}
 
 
 def run(args) -> int:
-    from bincount import batch, inference
+    from bincount import batch
     from bincount.errors import BincountError
 
     if args.batch_size < 1:
         raise BincountError(f"--batch-size {args.batch_size} must be at least 1")
-    if args.expected is not None and args.expected_column:
-        raise BincountError("give --expected or --expected-column, not both")
-    inputs = args.args if args.endpoint else args.args[1:]
-    if not inputs:
-        raise BincountError("no inputs: bincount predict MODEL PATH [PATH ...]")
-    items = batch.collect(inputs)
-    column = args.expected_column
-    if args.expected is not None:
-        column = "expected"
-        for item in items:
-            item.columns["expected"] = str(args.expected)
-    batch.check_column(items, column)
-    if args.endpoint:
-        from bincount.sagemaker.deploy import endpoint_invoker
-
-        invoke = endpoint_invoker(args.endpoint, args.region)  # no credentials: one error here
-        answers = batch.predict_endpoint(invoke, items, column)
-        counts = sorted({int(c) for a in answers for c in a.get("probabilities", {})})
-    else:
-        model = inference.model_fn(args.args[0], backend=args.backend)
-        answers = batch.predict_local(model, items, column, args.batch_size)
-        counts = model.counts
-    out = batch.write_csv(args.output, items, answers, counts)
-    errors = sum("error" in a for a in answers)
-    print(f"predicted {len(items) - errors} of {len(items)} images -> {out}")
+    done = batch.predict(
+        None if args.endpoint else args.args[0],
+        args.args if args.endpoint else args.args[1:],
+        args.output,
+        endpoint=args.endpoint,
+        region=args.region,
+        expected=args.expected,
+        expected_column=args.expected_column,
+        truth_column=args.truth_column,
+        backend=args.backend,
+        batch_size=args.batch_size,
+    )
+    items, answers, errors = done.items, done.answers, done.errors
+    print(f"predicted {len(items) - errors} of {len(items)} images -> {done.path}")
     for item, answer in zip(items, answers, strict=True):
         if "error" in answer:
             print(f"  skipped {item.source}: {answer['error']}")
-    if column:
-        truth = args.truth_column
-        if truth is None and items and "count" in items[0].columns:
-            truth = "count"
-        _print_table(batch.verdict_table(items, answers, truth))
+    if done.table is not None:
+        _print_table(done.table)
     if len(items) == 1 and not errors:
         a = answers[0]
         print(f"{items[0].source}: count {a['count']} (confidence {a['confidence']:.3f})")

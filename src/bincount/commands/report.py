@@ -14,7 +14,7 @@ Health rules and the time split appear for runs trained with debug=health / debu
 (or debug=[health,profile])."""
 
 
-def _report(args) -> int:
+def run(args) -> int:
     from bincount.reports.run_report import write_report
 
     path = write_report(args.run, fmt=args.format, out=args.output)
@@ -22,7 +22,7 @@ def _report(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers) -> dict:
     p = subparsers.add_parser(
         "report",
         help="write a run's report (HTML, or Markdown + PNGs)",
@@ -35,4 +35,4 @@ def register(subparsers) -> None:
         "--format", choices=["html", "md"], default="html", help="html, or md (Markdown + PNGs)"
     )
     p.add_argument("-o", "--output", help="where to write (default: <run>/report.<format>)")
-    p.set_defaults(func=_report)
+    return {"report": p}

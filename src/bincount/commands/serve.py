@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bincount.argtypes import whole
+from bincount.argtypes import positive_int
 from bincount.serving.accesslog import FORMATS
 
 
-def register(sub) -> None:
+def register(sub) -> dict:
     p = sub.add_parser(
         "serve",
         help="serve a model over HTTP: POST /invocations, GET /ping, an upload page at /",
@@ -21,13 +21,13 @@ def register(sub) -> None:
     p.add_argument(
         "--backend", choices=("torch", "onnx"), help="torch, or onnx (`bincount export` first)"
     )
-    p.add_argument("--threads", type=whole(1), help="requests handled at once (4)")
+    p.add_argument("--threads", type=positive_int, help="requests handled at once (4)")
     p.add_argument(
         "--log-format",
         choices=FORMATS,
         help="text lines, or JSON lines for log shippers (log.format: text)",
     )
-    p.set_defaults(func=run)
+    return {"serve": p}
 
 
 def run(args) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from bincount.data import sources
+from bincount.data import layout
 
 NAMES = ("log_volume", "log_weight", "distinct")
 
@@ -49,7 +49,7 @@ def figures(meta: dict) -> list[float]:
 
 def load(folder: Path, ids: list[str]) -> torch.Tensor:
     """(len(ids), 3) figures of the images' metadata files; a file that cannot be read is NaN."""
-    return load_paths(ids, [sources.image_path(folder, i) for i in ids])
+    return load_paths(ids, [layout.image_path(folder, i) for i in ids])
 
 
 def load_paths(ids: list[str], images: list[Path]) -> torch.Tensor:
@@ -57,7 +57,7 @@ def load_paths(ids: list[str], images: list[Path]) -> torch.Tensor:
     rows = []
     for image_id, image in zip(ids, images, strict=True):
         try:
-            meta = json.loads(sources.metadata_path(image.parent.parent, image_id).read_bytes())
+            meta = json.loads(layout.metadata_path(image.parent.parent, image_id).read_bytes())
         except (OSError, ValueError):
             meta = {}
         rows.append(figures(meta if isinstance(meta, dict) else {}))

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from bincount import hardware
-from bincount.data import contents, manifest, resized, sources, transforms
+from bincount.data import contents, layout, manifest, resized, sources, transforms
 from bincount.errors import BincountError
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class BinImages(Dataset):
         self.folder = folder
         self.cache = cache
         self.ids = [r.id for r in rows]
-        self.paths = [sources.image_path(Path(r.source or folder), r.id) for r in rows]
+        self.paths = [layout.image_path(Path(r.source or folder), r.id) for r in rows]
         index = {c: i for i, c in enumerate(counts)}
         self.targets = [index[r.count] for r in rows]
         self.transform = transform
@@ -142,7 +142,7 @@ class BinDataModule(pl.LightningDataModule):
         self.folder, self.folders = folders[0], folders
         if self.resized_cache:
             images = [
-                (r.id, sources.image_path(Path(r.source or folders[0]), r.id)) for r in self.rows
+                (r.id, layout.image_path(Path(r.source or folders[0]), r.id)) for r in self.rows
             ]
             path = resized.ensure(
                 images,

@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bincount.data import manifest, sources
+from bincount.data import layout, manifest
 from bincount.data.retry import with_retries
 from bincount.data.stores import Missing, Store, Transient
 from bincount.errors import BincountError
@@ -186,8 +186,8 @@ class _Fetcher:
         return data, len(retries)
 
     def metadata(self, image_id: str) -> _Meta:
-        path = sources.metadata_path(self.target, image_id)
-        key = f"{sources.METADATA}/{image_id}.json"
+        path = layout.metadata_path(self.target, image_id)
+        key = f"{layout.METADATA}/{image_id}.json"
         if path.is_file():
             with contextlib.suppress(BincountError):  # a damaged local copy is fetched again
                 data = path.read_bytes()
@@ -205,8 +205,8 @@ class _Fetcher:
         return result
 
     def image(self, meta: _Meta) -> _Done:
-        path = sources.image_path(self.target, meta.id)
-        key = f"{sources.IMAGES}/{meta.id}.jpg"
+        path = layout.image_path(self.target, meta.id)
+        key = f"{layout.IMAGES}/{meta.id}.jpg"
         done = _Done(meta, image_local=path.is_file())
         try:
             if not done.image_local:
@@ -214,7 +214,7 @@ class _Fetcher:
                 _write(path, data)
                 done.files, done.bytes = 1, len(data)
             if not meta.local:
-                _write(sources.metadata_path(self.target, meta.id), meta.data)
+                _write(layout.metadata_path(self.target, meta.id), meta.data)
                 done.files += 1
                 done.bytes += len(meta.data)
         except Missing as e:
@@ -251,7 +251,7 @@ def _locked(target: Path, wait_for_lock: bool) -> Iterator[None]:
 
 def remove_partial_files(target: Path) -> int:
     """Delete temporary files an interrupted fetch left behind; how many."""
-    stale = [p for d in (sources.IMAGES, sources.METADATA) for p in (target / d).glob(".*.tmp")]
+    stale = [p for d in (layout.IMAGES, layout.METADATA) for p in (target / d).glob(".*.tmp")]
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)
@@ -307,7 +307,7 @@ def fetch(
     ids = list(ids) if ids is not None else None
     if ids is not None:
         for image_id in ids:
-            sources.check_id(image_id)  # refuse the whole list before anything is written
+            layout.check_id(image_id)  # refuse the whole list before anything is written
     candidates = iter(dict.fromkeys(ids)) if ids is not None else store.metadata_ids(report.refused)
     # The bar counts ids looked at; their number is known for a list without a limit.
     total = len(set(ids)) if ids is not None and limit is None else None
@@ -334,9 +334,9 @@ def fetch(
         atomic_write_json(target / REPORT, asdict(report))
         by_count: dict[str, list[str]] = {}
         for image_id, count in sorted(report.complete.items()):
-            by_count.setdefault(str(count), []).append(f"{sources.METADATA}/{image_id}.json")
+            by_count.setdefault(str(count), []).append(f"{layout.METADATA}/{image_id}.json")
         listing = {c: by_count[c] for c in sorted(by_count, key=int)}
-        atomic_write_json(target / sources.FILE_LIST, listing)
+        atomic_write_json(target / layout.FILE_LIST, listing)
     return report
 
 

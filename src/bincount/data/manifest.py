@@ -29,7 +29,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bincount.data import sources
+from bincount.data import layout
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json, atomic_write_text
 
@@ -103,8 +103,8 @@ def verify_jpeg(data: bytes) -> None:
 def _check(folder: Path, image_id: str) -> tuple[str, int | None, str | None]:
     """(id, count, None) for a usable image, (id, None, reason) for one to skip."""
     try:
-        count = read_count(sources.metadata_path(folder, image_id))
-        path = sources.image_path(folder, image_id)
+        count = read_count(layout.metadata_path(folder, image_id))
+        path = layout.image_path(folder, image_id)
         if not path.is_file():
             return image_id, None, f"{path}: image missing"
         try:
@@ -172,7 +172,7 @@ def build(
     wanted = None if ids is None else list(dict.fromkeys(ids))
     jobs = []
     for src in ranked:
-        present = sources.list_ids(src.folder)
+        present = layout.list_ids(src.folder)
         if wanted is not None:
             have = set(present)
             present = [i for i in wanted if i in have] if len(ranked) > 1 else wanted
@@ -224,7 +224,7 @@ def fingerprint(folder: Path) -> dict:
     """What a folder holds: how many files, and a hash of their names, sizes and mtimes."""
     h = hashlib.sha1()
     n = 0
-    for sub in (sources.METADATA, sources.IMAGES):
+    for sub in (layout.METADATA, layout.IMAGES):
         with os.scandir(folder / sub) as it:
             entries = sorted((e.name, e) for e in it)
         for name, entry in entries:
@@ -329,7 +329,7 @@ def load_or_build(
     if reason is None:
         return path, read(path)
     log.info("manifest %s: building it (%s)", path, reason)
-    ids = sources.file_list_ids(file_list) if file_list else None
+    ids = layout.file_list_ids(file_list) if file_list else None
     rows, skipped = build(located, sorted(counts), tuple(fractions), seed, ids)
     skipped_tsv = path.with_suffix(".skipped.tsv")
     if skipped:

@@ -1,5 +1,5 @@
-"""S3 access: URIs, clients (unsigned by default), a store over a bucket prefix, and the local
-cache behind `data.source=s3://...`.
+"""S3 access: URIs, clients (unsigned by default), and a store over a bucket prefix (the local
+cache behind `data.source=s3://...` is `sources.cached_source`).
 
 The public bucket `s3://aft-vbi-pds` is read without credentials (botocore's UNSIGNED).
 `AWS_ENDPOINT_URL` is honoured (boto3 reads it), so the same code talks to any S3 API server.
@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+from bincount.data.retry import with_retries
 from bincount.data.stores import Missing, Transient, ids_from_names
 from bincount.errors import BincountError
 
-log = logging.getLogger(__name__)
 DEFAULT_SOURCE = "s3://aft-vbi-pds"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_PART = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+$")
@@ -178,7 +178,6 @@ class S3Store:
 
     def _preflight(self) -> bool:
         """Check the bucket answers; True if it can be listed."""
-        from bincount.data.retry import with_retries
 
         def probe():
             return self._call(
@@ -232,8 +231,6 @@ class S3Store:
         return ids_from_names(self._names(join(self.prefix, "metadata/")), refused)
 
     def _names(self, prefix: str) -> Iterator[str]:
-        from bincount.data.retry import with_retries
-
         token = None
         while True:
             kwargs = {"Bucket": self.bucket, "Prefix": prefix}
@@ -275,43 +272,3 @@ def seed_file_list() -> bytes:
 def cache_folder(uri: str, cache_dir: Path) -> Path:
     bucket, prefix = parse_uri(uri)
     return Path(cache_dir) / "s3" / bucket / prefix
-
-
-def cached_source(uri: str, cache_dir: Path, signed: bool | None = None) -> Path:
-    """A local folder in the bucket layout holding an s3 source, fetched on first use.
-
-    The ids are the bucket's own `file_list.json` when it has one (as `bincount data upload`
-    writes), else the seed's list shipped in the package. A finished fetch is recorded in the
-    folder, so later runs use the cache without any request; an interrupted one resumes.
-    """
-    from bincount.data import fetch, sources
-    from bincount.data.retry import with_retries
-
-    uri = canonical(uri)
-    folder = cache_folder(uri, cache_dir)
-    if fetch.finished(folder, uri):
-        return folder
-    store = S3Store(uri, signed=signed)
-    try:
-        listing = with_retries(lambda: store.get(sources.FILE_LIST))
-        where = store.uri(sources.FILE_LIST)
-    except Missing:
-        listing, where = seed_file_list(), "the seed's file_list.json"
-    try:
-        ids = sources.parse_file_list(json.loads(listing), where)
-    except ValueError as e:
-        raise BincountError(f"{where} is not valid JSON ({e}): fix or remove it") from None
-    log.info("data source %s: fetching %d listed images into %s (once)", uri, len(ids), folder)
-    report = fetch.fetch(store, folder, ids, wait_for_lock=True)
-    log.info("%s", report.summary())
-    if report.failed:
-        raise BincountError(
-            f"{len(report.failed)} files of {uri} could not be fetched into {folder} (first: "
-            f"{report.failed[0][0]}: {report.failed[0][1]}): run again to resume"
-        )
-    if not report.complete:
-        raise BincountError(
-            f"none of the {len(ids)} listed images could be fetched from {uri} (e.g. "
-            f"{(report.missing or ['?'])[0]} is missing): check data.source"
-        )
-    return folder

@@ -1,8 +1,9 @@
-"""Data sources in the bucket's layout: `bin-images/<id>.jpg`, `metadata/<id>.json`.
+"""Data sources: resolving a `data.source` setting into local folders in the bucket's layout.
 
-A source setting is either a local folder or an `s3://bucket[/prefix]` URI. Either way the rest
-of the pipeline sees a local folder in that layout: an s3 source is cached locally first.
-Ids are strings and stay strings (`00127` and `127` are different images).
+The top layer of `bincount.data`'s reading side (layout <- stores <- retry <- s3 <- fetch <-
+sources). A source setting is either a local folder or an `s3://bucket[/prefix]` URI. Either
+way the rest of the pipeline sees a local folder in that layout: an s3 source is cached locally
+first (fetched once, see `cached_source`).
 
 `data.source` may also be a list of sources, one dataset over all of them. Each element is a
 folder or URI, or a mapping `{path: ..., squashed: true}` for a source whose photos are not the
@@ -13,39 +14,17 @@ A squashed source trains only (never in val or test) and loses to an original co
 from __future__ import annotations
 
 import json
-import re
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bincount.data import fetch, layout, s3
+from bincount.data.retry import with_retries
+from bincount.data.stores import LocalStore, Missing, Store
 from bincount.errors import BincountError
 
-IMAGES = "bin-images"
-METADATA = "metadata"
-FILE_LIST = "file_list.json"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-def is_s3_uri(source: str) -> bool:
-    return str(source).startswith("s3://")
-
-
-def check_id(image_id: str) -> str:
-    """Refuse ids that could escape the data folder (`../x`, `/etc/passwd`, odd characters)."""
-    if not isinstance(image_id, str) or not _SAFE_ID.match(image_id):
-        raise BincountError(
-            f"invalid image id {image_id!r}: ids are letters, digits, '-' and '_' only "
-            "(no paths, dots or spaces); fix the id list"
-        )
-    return image_id
-
-
-def image_path(folder: Path, image_id: str) -> Path:
-    return folder / IMAGES / f"{check_id(image_id)}.jpg"
-
-
-def metadata_path(folder: Path, image_id: str) -> Path:
-    return folder / METADATA / f"{check_id(image_id)}.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,80 +85,56 @@ def resolve_source(source: str, cache_dir: str | Path) -> Path:
             "data.source is empty: set data.source=PATH (a folder with bin-images/ and "
             "metadata/) or data.source=s3://aft-vbi-pds"
         )
-    if is_s3_uri(source):
-        from bincount.data import s3  # imported lazily: boto3 is only needed for s3 sources
-
-        return s3.cached_source(source, Path(cache_dir))
-    return check_folder(Path(source))
+    if layout.is_s3_uri(source):
+        return cached_source(source, Path(cache_dir))
+    return layout.check_folder(Path(source))
 
 
-def check_folder(folder: Path) -> Path:
-    folder = folder.expanduser()
-    hint = (
-        "set data.source=PATH to a folder with bin-images/<id>.jpg and metadata/<id>.json "
-        "(the bucket's layout), or data.source=s3://aft-vbi-pds"
-    )
-    if not folder.exists():
-        raise BincountError(f"data folder {folder} does not exist: {hint}")
-    if not folder.is_dir():
-        raise BincountError(f"data source {folder} is not a folder: {hint}")
-    missing = [d for d in (IMAGES, METADATA) if not (folder / d).is_dir()]
-    if missing:
-        raise BincountError(f"data folder {folder} has no {' or '.join(missing)}/ inside: {hint}")
-    if not any((folder / METADATA).glob("*.json")):
-        raise BincountError(f"data folder {folder} is empty (no metadata/*.json): {hint}")
-    return folder.resolve()
+def open_store(source: str, signed: bool | None = None, connections: int = 16) -> Store:
+    """A store for an `s3://bucket[/prefix]` URI or a local folder (`connections`: the most
+    requests at once, for the client's connection pool)."""
+    if layout.is_s3_uri(source):
+        return s3.S3Store(source, signed=signed, pool=connections)
+    return LocalStore(Path(source))
 
 
-def list_ids(folder: Path) -> list[str]:
-    """Every id with a metadata file, as strings, sorted."""
-    return sorted(p.stem for p in (folder / METADATA).glob("*.json"))
+def seed_ids() -> list[str]:
+    """The seed project's ids (10,441 of counts 1..5), from the list shipped in the package."""
+    return layout.parse_file_list(json.loads(s3.seed_file_list()), "the seed's file_list.json")
 
 
-def file_list_ids(path: Path) -> list[str]:
-    """Ids of a seed `file_list.json`: {"1": ["data/metadata/100313.json", ...], ...}."""
+def cached_source(uri: str, cache_dir: Path, signed: bool | None = None) -> Path:
+    """A local folder in the bucket layout holding an s3 source, fetched on first use.
+
+    The ids are the bucket's own `file_list.json` when it has one (as `bincount data upload`
+    writes), else the seed's list shipped in the package. A finished fetch is recorded in the
+    folder, so later runs use the cache without any request; an interrupted one resumes.
+    """
+    uri = s3.canonical(uri)
+    folder = s3.cache_folder(uri, cache_dir)
+    if fetch.finished(folder, uri):
+        return folder
+    store = s3.S3Store(uri, signed=signed)
     try:
-        listing = json.loads(Path(path).read_text())
-    except FileNotFoundError:
+        listing = with_retries(lambda: store.get(layout.FILE_LIST))
+        where = store.uri(layout.FILE_LIST)
+    except Missing:
+        listing, where = s3.seed_file_list(), "the seed's file_list.json"
+    try:
+        ids = layout.parse_file_list(json.loads(listing), where)
+    except ValueError as e:
+        raise BincountError(f"{where} is not valid JSON ({e}): fix or remove it") from None
+    log.info("data source %s: fetching %d listed images into %s (once)", uri, len(ids), folder)
+    report = fetch.fetch(store, folder, ids, wait_for_lock=True)
+    log.info("%s", report.summary())
+    if report.failed:
         raise BincountError(
-            f"file list {path} not found: set data.file_list=PATH or data.file_list=null"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise BincountError(
-            f"file list {path} is not valid JSON ({e}): fix or replace it"
-        ) from None
-    return parse_file_list(listing, str(path))
-
-
-def parse_file_list(listing, where: str) -> list[str]:
-    """Ids of a parsed file list: the seed's {"1": ["data/metadata/100313.json", ...], ...},
-    or a plain list of ids or metadata paths."""
-    if isinstance(listing, dict) and all(isinstance(g, list) for g in listing.values()):
-        entries = [e for group in listing.values() for e in group]
-    elif isinstance(listing, list):
-        entries = listing
-    else:
-        raise BincountError(
-            f"file list {where} must map counts to lists of metadata paths (or be a list of "
-            "ids): fix or replace it"
+            f"{len(report.failed)} files of {uri} could not be fetched into {folder} (first: "
+            f"{report.failed[0][0]}: {report.failed[0][1]}): run again to resume"
         )
-    ids = []
-    for entry in entries:
-        if not isinstance(entry, str):
-            raise BincountError(
-                f"file list {where}: entry {entry!r} is not a string (ids are strings: "
-                "'00127' and '127' are different images): quote the ids"
-            )
-        try:
-            ids.append(_entry_id(entry))
-        except BincountError as e:
-            raise BincountError(f"file list {where}: {e}") from None
-    return ids
-
-
-def _entry_id(entry: str) -> str:
-    """The id of `00127`, `00127.json` or a relative `.../metadata/00127.json`."""
-    parts = entry.split("/")
-    if len(parts) > 1 and (entry.startswith("/") or ".." in parts or not entry.endswith(".json")):
-        return check_id(entry)  # a path that is not a metadata file: refused with the reason
-    return check_id(parts[-1].removesuffix(".json"))
+    if not report.complete:
+        raise BincountError(
+            f"none of the {len(ids)} listed images could be fetched from {uri} (e.g. "
+            f"{(report.missing or ['?'])[0]} is missing): check data.source"
+        )
+    return folder

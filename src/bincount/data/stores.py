@@ -2,7 +2,8 @@
 
 A store hands out the bytes of a key (`metadata/<id>.json`, `bin-images/<id>.jpg`) and lists
 ids. Fetch reads every source through this one interface, so a folder and a bucket take the
-same code path. A store says what went wrong with a key by the exception it raises:
+same code path (`sources.open_store` picks the store of a source). A store says what went
+wrong with a key by the exception it raises:
 `Missing` (no such key: reported, not retried), `Transient` (throttling, 5xx, a dropped
 connection, a short or damaged body: retried) or `BincountError` (the user must act).
 """
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from bincount.data import sources
+from bincount.data import layout
 from bincount.errors import BincountError
 
 _METADATA_KEY = re.compile(r"^(?P<id>[^/]+)\.json$")
@@ -43,7 +44,7 @@ def ids_from_names(names: Iterator[str], refused: list[str]) -> Iterator[str]:
         if not match:
             continue  # not a metadata file (a folder marker, a README...)
         try:
-            yield sources.check_id(match["id"])
+            yield layout.check_id(match["id"])
         except BincountError:
             refused.append(name)
 
@@ -52,7 +53,7 @@ class LocalStore:
     """A folder in the bucket layout (e.g. ../shared/abid)."""
 
     def __init__(self, folder: Path):
-        self.folder = sources.check_folder(Path(folder))
+        self.folder = layout.check_folder(Path(folder))
         self.description = str(self.folder)
 
     def get(self, key: str) -> bytes:
@@ -62,15 +63,5 @@ class LocalStore:
             raise Missing(key) from None
 
     def metadata_ids(self, refused: list[str]) -> Iterator[str]:
-        names = sorted(p.name for p in (self.folder / sources.METADATA).iterdir())
+        names = sorted(p.name for p in (self.folder / layout.METADATA).iterdir())
         return ids_from_names(iter(names), refused)
-
-
-def open_store(source: str, signed: bool | None = None, connections: int = 16) -> Store:
-    """A store for an `s3://bucket[/prefix]` URI or a local folder (`connections`: the most
-    requests at once, for the client's connection pool)."""
-    if sources.is_s3_uri(source):
-        from bincount.data import s3  # boto3 only when an s3 source is used
-
-        return s3.S3Store(source, signed=signed, pool=connections)
-    return LocalStore(Path(source))

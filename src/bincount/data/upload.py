@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from bincount.data import manifest, s3, sources
+from bincount.data import layout, manifest, s3
 from bincount.errors import BincountError
 
 _CONTENT_TYPES = {".jpg": "image/jpeg", ".json": "application/json", ".csv": "text/csv"}
@@ -61,12 +61,12 @@ class UploadReport:
 def folder_items(folder: Path) -> list[Item]:
     """The dataset files of a folder in the bucket layout (nothing else: no reports, locks)."""
     items = []
-    for sub in (sources.IMAGES, sources.METADATA):
+    for sub in (layout.IMAGES, layout.METADATA):
         for path in sorted((folder / sub).iterdir()):
             if _ID_FILE.match(path.name) and path.is_file():
                 items.append(Item(f"{sub}/{path.name}", path))
-    if (folder / sources.FILE_LIST).is_file():
-        items.append(Item(sources.FILE_LIST, folder / sources.FILE_LIST))
+    if (folder / layout.FILE_LIST).is_file():
+        items.append(Item(layout.FILE_LIST, folder / layout.FILE_LIST))
     return items
 
 
@@ -82,8 +82,8 @@ def split_items(folder: Path, manifest_csv: Path) -> list[Item]:
         r.id
         for r in rows
         if not (
-            sources.image_path(where(r), r.id).is_file()
-            and sources.metadata_path(where(r), r.id).is_file()
+            layout.image_path(where(r), r.id).is_file()
+            and layout.metadata_path(where(r), r.id).is_file()
         )
     ]
     if absent:
@@ -98,13 +98,13 @@ def split_items(folder: Path, manifest_csv: Path) -> list[Item]:
             if r.split != split:
                 continue
             items.append(
-                Item(f"{split}/{sources.IMAGES}/{r.id}.jpg", sources.image_path(where(r), r.id))
+                Item(f"{split}/{layout.IMAGES}/{r.id}.jpg", layout.image_path(where(r), r.id))
             )
-            meta = sources.metadata_path(where(r), r.id)
-            items.append(Item(f"{split}/{sources.METADATA}/{r.id}.json", meta))
-            listing.setdefault(str(r.count), []).append(f"{sources.METADATA}/{r.id}.json")
+            meta = layout.metadata_path(where(r), r.id)
+            items.append(Item(f"{split}/{layout.METADATA}/{r.id}.json", meta))
+            listing.setdefault(str(r.count), []).append(f"{layout.METADATA}/{r.id}.json")
         text = json.dumps({c: listing[c] for c in sorted(listing, key=int)}, indent=1)
-        items.append(Item(f"{split}/{sources.FILE_LIST}", data=text.encode()))
+        items.append(Item(f"{split}/{layout.FILE_LIST}", data=text.encode()))
     return items
 
 
@@ -127,6 +127,16 @@ def _unchanged(client, bucket: str, key: str, data: bytes, md5: str, remote) -> 
     return head.get("Metadata", {}).get("md5") == md5
 
 
+def require_credentials(dest: str) -> None:
+    """Refuse a signed upload to `dest` without AWS credentials, before any request."""
+    if not s3.has_credentials():
+        raise BincountError(
+            f"no AWS credentials to upload to {dest}: configure them (aws configure, "
+            "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or pass --unsigned for "
+            "a bucket open to anonymous writes"
+        )
+
+
 def upload(
     folder: Path,
     dest: str,
@@ -137,7 +147,7 @@ def upload(
     echo: Callable[[str], None] = print,
 ) -> UploadReport:
     """Copy `folder` (or its split manifest) to `dest` (s3://bucket/prefix)."""
-    folder = sources.check_folder(Path(folder))
+    folder = layout.check_folder(Path(folder))
     bucket, prefix = s3.parse_uri(dest)
     items = split_items(folder, manifest_csv) if manifest_csv else folder_items(folder)
     client = s3.client(signed=signed, pool=concurrency, attempts=8)

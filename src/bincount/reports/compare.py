@@ -128,6 +128,20 @@ def name(run: Run, base: Path | None = None) -> str:
     return run.path.name
 
 
+def common_base(folders: list[str | Path]) -> Path:
+    """The folder that runs are named below: the given folders' common parent."""
+    given = [Path(d).resolve() for d in folders]
+    base = Path(os.path.commonpath(given))
+    if len(given) > 1 and base in set(given):
+        base = base.parent
+    return base
+
+
+def default_output(folders: list[str | Path]) -> Path:
+    """Where the report goes without -o: `<first folder>/compare`."""
+    return Path(folders[0]) / "compare"
+
+
 def row(run: Run, base: Path | None = None) -> list:
     m, c = run.metrics, run.config
     test = m.get("test") or {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bincount.data import manifest, sources
+from bincount.data import layout, manifest
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from bincount.reports import dataset_plots
@@ -51,13 +51,13 @@ def _measure(value: dict | None, units: dict[str, float]) -> float | None:
 def inspect(folder: Path, image_id: str) -> Image_:
     """One image and its metadata: count, size, products; or why it cannot be used."""
     item = Image_(image_id)
-    meta_path = sources.metadata_path(folder, image_id)
+    meta_path = layout.metadata_path(folder, image_id)
     try:
         data = meta_path.read_bytes()
         item.count = manifest.parse_count(data, meta_path)
         products = json.loads(data).get("BIN_FCSKU_DATA") or {}
         item.products = {k: v for k, v in products.items() if isinstance(v, dict)}
-        path = sources.image_path(folder, image_id)
+        path = layout.image_path(folder, image_id)
         raw = path.read_bytes()
         manifest.verify_jpeg(raw)
         with Image.open(path) as im:
@@ -179,13 +179,13 @@ def describe(
     workers: int = 4,
 ) -> Path:
     """Write the report of `folder` into `out`; returns the path of report.md."""
-    folder = sources.check_folder(Path(folder))
+    folder = layout.check_folder(Path(folder))
     out = Path(out) if out else default_out(folder)
     if out.resolve() == folder or folder in out.resolve().parents:
         raise BincountError(f"--out {out} is inside the data folder: write the report elsewhere")
     if file_list and not Path(file_list).exists() and (folder / file_list).exists():
         file_list = folder / file_list
-    ids = sources.file_list_ids(Path(file_list)) if file_list else sources.list_ids(folder)
+    ids = layout.file_list_ids(Path(file_list)) if file_list else layout.list_ids(folder)
     ids = list(dict.fromkeys(ids))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         images = list(pool.map(lambda i: inspect(folder, i), ids))
@@ -208,7 +208,7 @@ def describe(
             [im.width for im in good], [im.height for im in good], [im.kilobytes for im in good]
         ),
         "samples.png": dataset_plots.samples(
-            {c: [sources.image_path(folder, i) for i in chosen] for c, chosen in picks.items()}
+            {c: [layout.image_path(folder, i) for i in chosen] for c, chosen in picks.items()}
         ),
     }
     how, splits = split_rows(

@@ -99,6 +99,14 @@ def run_of(ckpt: Path) -> Path:
     return run_folder(ckpt)
 
 
+def default_output(ev: Evaluation, data: str | None) -> Path:
+    """Where the results go without -o: `<run>/eval/<data>-<split>` (`run-<split>` for the
+    run's own split; `ensemble-...` for several models, in the first's run)."""
+    tag = f"{Path(data).name if data else 'run'}-{ev.split}"
+    tag = f"ensemble-{tag}" if ev.members else tag
+    return run_of(ev.checkpoint) / "eval" / tag
+
+
 def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Path) -> list:
     """[(image path, true count)] to evaluate on."""
     if split not in SPLITS:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import DictConfig
 
-from bincount.data.sources import is_s3_uri
+from bincount.data.layout import is_s3_uri
 from bincount.errors import BincountError
 from bincount.sagemaker import hpo, overrides, prices
 from bincount.sagemaker import region as regions

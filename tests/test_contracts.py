@@ -90,14 +90,6 @@ KNOWN_CYCLES = {
         "bincount.ensemble",
         "bincount.head_training",
     },
-    "18c (data in layers)": {
-        "bincount.data.fetch",
-        "bincount.data.manifest",
-        "bincount.data.retry",
-        "bincount.data.s3",
-        "bincount.data.sources",
-        "bincount.data.stores",
-    },
 }
 
 

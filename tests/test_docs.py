@@ -28,7 +28,6 @@ PENDING = {
     "bincount.training": "18b",
     "bincount.rundir": "18b",
     "bincount.sagemaker.container": "18b",
-    "bincount.data.layout": "18c",
 }
 
 

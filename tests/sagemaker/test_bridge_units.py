@@ -206,4 +206,4 @@ def test_an_ensemble_is_refused_before_anything_trains(tmp_path):
     with pytest.raises(BincountError, match="experiment=best_single"):
         build_config(["--experiment", "best"], env)
     cfg, _, _ = build_config(["--experiment", "best_single"], env)
-    assert cfg.model.head == "ordinal" and not cfg.get("ensemble")
+    assert cfg.model.head == "ordinal" and cfg.runner._target_ == "bincount.training.fit.run"

@@ -257,6 +257,10 @@ def compose(overrides: list[str]):
         raise BincountError(f"the job's hyperparameters do not compose a config: {e}") from None
 
 
+#: conf/runner/ensemble.yaml's target: a run that trains several models
+ENSEMBLE_RUNNER = "bincount.training.ensemble.run"
+
+
 def build_config(argv: list[str], env: Mapping[str, str]):
     from omegaconf import OmegaConf, open_dict
 
@@ -264,9 +268,9 @@ def build_config(argv: list[str], env: Mapping[str, str]):
     topology = Topology.from_env(env)
     places = Places.from_env(env)
     cfg = compose(job_overrides(hyperparameters, env, places))
-    if cfg.get("ensemble"):
+    if OmegaConf.select(cfg, "runner._target_") == ENSEMBLE_RUNNER:
         raise BincountError(
-            "an ensemble (ensemble.members, e.g. experiment=best) does not run as one training "
+            "an ensemble (runner=ensemble, e.g. experiment=best) does not run as one training "
             "job: its model folder would hold no single checkpoint to serve. Launch "
             "experiment=best_single, or launch each member as its own job and average them "
             "with `bincount evaluate RUN1 RUN2 RUN3`"

@@ -1,6 +1,6 @@
-"""train(cfg) -> float: build everything from the config, fit, test, write the run's files.
-
-The returned number is `cfg.optimized_metric` (best `val/acc` by default): what sweeps optimize.
+"""`runner=fit` (the default): build everything from the config, fit, test, write the run's
+files. The returned number is `cfg.optimized_metric` (best `val/acc` by default): what sweeps
+optimize.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import WeightAveraging
 
 from bincount import hardware
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json, atomic_write_text
+from bincount.training.hydra import instantiate, instantiate_dict
 
 log = logging.getLogger("bincount")
 
@@ -29,31 +28,10 @@ def _no_tips(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("💡 Tip")
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     """Drop Lightning's advertising tips and a deprecation notice it raises against itself."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_tips)  # once: a set
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-
-
-def instantiate(node, *args, **kwargs):
-    """hydra's instantiate, but a BincountError raised by the target comes out as itself
-    (hydra wraps it in an InstantiationException with a long prefix)."""
-    try:
-        return hydra_instantiate(node, *args, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        while cause is not None and not isinstance(cause, BincountError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
-
-
-def _instantiate_dict(node: DictConfig | None) -> list:
-    """Instantiate every `_target_` entry of a config dict (callbacks, loggers)."""
-    if not node:
-        return []
-    return [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
 
 
 def _trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
@@ -71,17 +49,10 @@ def _trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
     )
 
 
-def train(cfg: DictConfig) -> float:
-    if cfg.get("head_only"):  # frozen backbone: cached features, only the head trains
-        from bincount.head_training import run
-
-        return run(cfg)
-    if cfg.get("ensemble"):  # several runs of train.py, their probabilities averaged
-        from bincount.ensemble import run as run_ensemble
-
-        return run_ensemble(cfg)
+def run(cfg: DictConfig) -> float:
+    """`runner=fit`: the Lightning loop; returns `cfg.optimized_metric`."""
     started = time.monotonic()
-    _quiet_lightning()
+    quiet_lightning()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -97,8 +68,8 @@ def train(cfg: DictConfig) -> float:
             f"data and model disagree on preprocessing ({datamodule.preprocess} vs {pre}): "
             "set the image size once, with data.image_size"
         )
-    callbacks = _instantiate_dict(cfg.get("callbacks"))
-    loggers = _instantiate_dict(cfg.get("logger"))
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    loggers = instantiate_dict(cfg.get("logger"))
     trainer = _trainer(cfg, callbacks, loggers)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -142,7 +113,7 @@ def train(cfg: DictConfig) -> float:
     results["seconds"] = round(time.monotonic() - started, 1)
     if trainer.is_global_zero:
         atomic_write_json(out / "metrics.json", results)
-        _print_summary(results, out)
+        print_summary(results, out)
     end_tracker_runs(loggers)
     return objective
 
@@ -156,7 +127,7 @@ def end_tracker_runs(loggers: list) -> None:
             run.finish()
 
 
-def _print_summary(results: dict, out: Path) -> None:
+def print_summary(results: dict, out: Path) -> None:
     test = results.get("test", {})
     lines = [f"run: {out}", f"{results['objective']['name']} = {results['objective']['value']:.4f}"]
     if test:

@@ -1,7 +1,8 @@
 """Head-only training on cached frozen-backbone features: a sweep trial in seconds.
 
 `python train.py experiment=head_sweep [lr=... batch_size=...]` (or `-m` over a grid or
-`+sweep=hpo hydra/sweeper=optuna`) comes here instead of the Lightning loop: the backbone is
+`+sweep=hpo hydra/sweeper=optuna`) selects `runner=head_only`, this instead of the Lightning
+loop: the backbone is
 frozen, so its features are computed once (`bincount.features`, cached for every later trial)
 and only the head (the classifier and the count head) trains, with the run's optimizer,
 scheduler, label smoothing, dropout, epochs, batch size and seed. Each epoch is validated and
@@ -30,6 +31,7 @@ from bincount import features
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from bincount.models.metrics import CountMetrics
+from bincount.training.hydra import instantiate
 
 log = logging.getLogger("bincount")
 
@@ -138,9 +140,7 @@ def save_checkpoint(module, path: Path) -> Path:
 
 
 def run(cfg: DictConfig) -> float:
-    """`train()` for `head_only=true`: same config, same run folder, returns the objective."""
-    from bincount.train import instantiate
-
+    """`runner=head_only`: same config, same run folder as `runner=fit`, returns the objective."""
     started = time.monotonic()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

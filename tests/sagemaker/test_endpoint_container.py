@@ -335,7 +335,11 @@ def test_requirements_are_what_the_container_needs(container):
     # what bincount's modules that the worker loaded import (at module level or in a function)
     # comes with the DLC or is a requirement of its own
     loaded = bincount_modules(container.frontend.log.read_text())
-    assert {"bincount.inference", "bincount.models.module", "bincount.sagemaker.endpoint"} <= loaded
+    assert {
+        "bincount.inference",
+        "bincount.models.module",
+        "bincount.sagemaker.container.endpoint",
+    } <= loaded
     owners = metadata.packages_distributions()
     code = container.model_dir / "code"
     needed = {

@@ -105,10 +105,14 @@ def test_bundle_takes_code_and_configs_only(tmp_path):
 def test_launch_side_imports_neither_torch_nor_models_nor_the_sdk():
     code = (
         "import sys\n"
-        "import bincount.sagemaker.launcher, bincount.sagemaker.bridge, "
+        "import bincount.sagemaker.launcher, bincount.sagemaker.deploy, "
         "bincount.sagemaker.cleanup, bincount.commands.cleanup\n"
+        "import bincount.sagemaker.spec, bincount.sagemaker.submit, bincount.sagemaker.capture, "
+        "bincount.sagemaker.hpo, bincount.sagemaker.prices, bincount.sagemaker.bundle, "
+        "bincount.sagemaker.overrides, bincount.sagemaker.region, bincount.sagemaker.tags\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'sagemaker', "
-        "'pytorch_lightning') or m.startswith('bincount.models')]\n"
+        "'pytorch_lightning') or m.startswith(('bincount.models', 'bincount.training', "
+        "'bincount.sagemaker.container'))]\n"
         "assert not bad, bad\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

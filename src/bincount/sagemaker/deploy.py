@@ -41,12 +41,17 @@ CONTAINER_PACKAGES = (
     "omegaconf",
 )
 SHIM = '''"""SageMaker's entry point: bincount's four functions (packed beside it), in the shape
-the PyTorch container's inference toolkit calls them (bincount.sagemaker.endpoint)."""
+the PyTorch container's inference toolkit calls them (bincount.sagemaker.container.endpoint)."""
 import os
 
 os.environ.setdefault("BINCOUNT_ROOT", os.path.dirname(os.path.abspath(__file__)))
 
-from bincount.sagemaker.endpoint import input_fn, model_fn, output_fn, predict_fn  # noqa: E402,F401
+from bincount.sagemaker.container.endpoint import (  # noqa: E402,F401
+    input_fn,
+    model_fn,
+    output_fn,
+    predict_fn,
+)
 '''
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 

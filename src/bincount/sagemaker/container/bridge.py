@@ -126,7 +126,7 @@ class Topology:
         if self.world_size > 1:
             strategy = "MultiHostDDP" if self.num_nodes > 1 else "DDPStrategy"
             module = (
-                "bincount.sagemaker.multihost"
+                "bincount.sagemaker.container.multihost"
                 if self.num_nodes > 1
                 else "pytorch_lightning.strategies"
             )
@@ -282,7 +282,7 @@ def build_config(argv: list[str], env: Mapping[str, str]):
             OmegaConf.update(cfg, key, value, merge=False, force_add=True)
         if places.output_data_dir is not None and cfg.get("callbacks") is not None:
             cfg.callbacks.rank_record = {
-                "_target_": "bincount.sagemaker.rank_record.RankRecord",
+                "_target_": "bincount.sagemaker.container.rank_record.RankRecord",
                 "out_dir": str(places.output_data_dir / "ranks"),
                 "host": topology.hosts[topology.node_rank],
             }

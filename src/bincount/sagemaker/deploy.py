@@ -23,13 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from bincount import rundir
 from bincount.errors import BincountError
 from bincount.sagemaker import region as regions
 from bincount.sagemaker.tags import project_tags
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.yaml", "metrics.json", "calibration.json")
+RUN_FILES = (rundir.CONFIG, rundir.METRICS, rundir.CALIBRATION)
 # What the container installs on top of its PyTorch, pinned as in requirements.txt: what the
 # serving modules import that the PyTorch inference DLC lacks (test_endpoint_container.py).
 CONTAINER_PACKAGES = (
@@ -83,7 +84,7 @@ def package(run: Path, out: Path, root: Path | None = None) -> Path:
 
     root = root or project_root()
     run = Path(run)
-    ckpt = run / "checkpoints" / "best.ckpt"
+    ckpt = rundir.best_checkpoint(run)
     if not ckpt.is_file():
         raise BincountError(
             f"{ckpt} is missing: deploy a run folder of `python train.py` (or the model.tar.gz "
@@ -92,7 +93,7 @@ def package(run: Path, out: Path, root: Path | None = None) -> Path:
     serve_yaml = root / "conf" / "serve.yaml"
     if not serve_yaml.is_file():
         raise BincountError(f"{serve_yaml} is missing: run from the bincount checkout")
-    if not (run / "calibration.json").is_file():
+    if not rundir.calibration_path(run).is_file():
         log.warning(
             "%s has no calibration.json: the endpoint's verdicts will all be `unsure` "
             "(run `bincount calibrate RUN` before deploying)",
@@ -101,7 +102,7 @@ def package(run: Path, out: Path, root: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     with tarfile.open(tmp, "w:gz") as tar:
-        tar.add(ckpt, "checkpoints/best.ckpt")
+        tar.add(ckpt, rundir.BEST_CKPT)
         for name in RUN_FILES:
             if (run / name).is_file():
                 tar.add(run / name, name)
@@ -148,7 +149,7 @@ def _fetch_run(source: str, s3, workdir: Path) -> Path:
         return extracted
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".ckpt":
-        path = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        path = path.parent.parent if path.parent.name == rundir.CHECKPOINTS else path.parent
     if not path.is_dir():
         raise BincountError(f"{source} is neither a run folder nor an s3:// model.tar.gz")
     return path

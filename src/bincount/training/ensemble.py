@@ -11,7 +11,6 @@ single run's (`val/acc`, `test/rmse`, ...) plus each member's own figures.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -21,9 +20,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from bincount import rundir
 from bincount.config import project_root
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("bincount")
 
@@ -63,10 +62,9 @@ def command_line_overrides() -> list[str]:
 
 def _finished(run: Path) -> dict | None:
     """The metrics.json of a finished member run (its best checkpoint present), else None."""
-    path = run / "metrics.json"
-    if not path.is_file():
+    metrics = rundir.read_metrics(run)
+    if metrics is None:
         return None
-    metrics = json.loads(path.read_text())
     ckpt = metrics.get("best_checkpoint")
     return metrics if ckpt and Path(ckpt).is_file() else None
 
@@ -110,11 +108,11 @@ def run(cfg: DictConfig, members: DictConfig | None = None) -> float:
     started = time.monotonic()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    rundir.write_config(out, cfg)
     spec = _members(members)
     extra = command_line_overrides()
     trained = {
-        name: train_member(name, [*overrides, *extra], out / "members" / name)
+        name: train_member(name, [*overrides, *extra], rundir.member_dir(out, name))
         for name, overrides in spec.items()
     }
     results: dict = {"members": {}}
@@ -131,7 +129,7 @@ def run(cfg: DictConfig, members: DictConfig | None = None) -> float:
     splits = ["val", "test"] if cfg.get("test", True) else ["val"]
     for split in splits:
         ev = evaluate.evaluate(paths, split=split)
-        evaluate.write(ev, out / "eval" / f"ensemble-run-{split}")
+        evaluate.write(ev, rundir.eval_dir(out, f"ensemble-run-{split}"))
         counts = ev.counts
         results[split] = {f"{split}/{k}": float(v) for k, v in ev.figures.items()}
         if split == "test":
@@ -151,6 +149,6 @@ def run(cfg: DictConfig, members: DictConfig | None = None) -> float:
         fit_seconds=round(sum(fit), 1),
         seconds=round(time.monotonic() - started, 1),
     )
-    atomic_write_json(out / "metrics.json", results)
+    rundir.write_metrics(out, results)
     print_summary(results, out)
     return objective

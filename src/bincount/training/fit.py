@@ -16,9 +16,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import WeightAveraging
 
-from bincount import hardware
+from bincount import hardware, rundir
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_json, atomic_write_text
 from bincount.training.hydra import instantiate, instantiate_dict
 
 log = logging.getLogger("bincount")
@@ -55,7 +54,7 @@ def run(cfg: DictConfig) -> float:
     quiet_lightning()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    rundir.write_config(out, cfg)
     pl.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
 
@@ -112,7 +111,7 @@ def run(cfg: DictConfig) -> float:
         results["test_confusion"] = module.test_confusion
     results["seconds"] = round(time.monotonic() - started, 1)
     if trainer.is_global_zero:
-        atomic_write_json(out / "metrics.json", results)
+        rundir.write_metrics(out, results)
         print_summary(results, out)
     end_tracker_runs(loggers)
     return objective
@@ -135,5 +134,5 @@ def print_summary(results: dict, out: Path) -> None:
         lines.append("  ".join(f"{k}={test[k]:.4f}" for k in keys if k in test))
         per = [f"{k.split('_')[-1]}:{v:.2f}" for k, v in test.items() if "acc_count_" in k]
         lines.append("test accuracy per count: " + " ".join(per))
-    lines.append(f"took {results['seconds']:.0f}s; metrics in {out / 'metrics.json'}")
+    lines.append(f"took {results['seconds']:.0f}s; metrics in {rundir.metrics_path(out)}")
     print("\n".join(lines), flush=True)

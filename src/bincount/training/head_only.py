@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from bincount import features
+from bincount import features, rundir
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bincount.fileio import atomic_write_bytes, atomic_write_text
 from bincount.models.metrics import CountMetrics
 from bincount.training.hydra import instantiate
 
@@ -144,7 +144,7 @@ def run(cfg: DictConfig) -> float:
     started = time.monotonic()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    rundir.write_config(out, cfg)
     metric = cfg.optimized_metric
     if not metric.startswith("val/"):
         raise BincountError(f"optimized_metric={metric}: head-only runs optimize a val/ metric")
@@ -169,7 +169,7 @@ def run(cfg: DictConfig) -> float:
         raise BincountError(
             f"optimized_metric={metric} is not computed; pick one of val/{sorted(val)}"
         )
-    best = out / "checkpoints" / "best.ckpt"
+    best = rundir.best_checkpoint(out)
     save_checkpoint(module, best)
     results = {
         "objective": {"name": metric, "value": float(val[name])},
@@ -190,8 +190,8 @@ def run(cfg: DictConfig) -> float:
         results["test"] = {f"test/{k}": float(v) for k, v in test.items()}
         results["test_confusion"] = confusion
     results["seconds"] = round(time.monotonic() - started, 1)
-    _write_history(out / "csv" / "metrics.csv", history)
-    atomic_write_json(out / "metrics.json", results)
+    _write_history(out / rundir.CSV_METRICS, history)
+    rundir.write_metrics(out, results)
     test = results.get("test", {})
     print(
         f"run: {out}\n{metric} = {val[name]:.4f}"

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from bincount.config import config_dir, project_root
 from bincount.errors import BincountError
-from bincount.sagemaker import bundle, hpo, prices
+from bincount.sagemaker import bundle, hpo, overrides, prices, spec
 
 
 def compose_launch(*overrides):
@@ -141,3 +141,9 @@ def test_every_sagemaker_option_composes_with_the_launch_root(option):
     train.paths.output_dir = "run"
     OmegaConf.resolve(train)
     assert OmegaConf.to_container(cfg.model) == OmegaConf.to_container(train.model)
+
+
+def test_an_ensemble_is_refused_before_anything_is_sent():
+    with pytest.raises(BincountError, match="experiment=best_single"):
+        spec.build(compose_launch("experiment=best"), overrides.split(["experiment=best"]), "id")
+    spec.refuse_ensemble(compose_launch("experiment=best_single"))  # one model: fine

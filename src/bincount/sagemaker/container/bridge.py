@@ -36,7 +36,7 @@ from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_copy, atomic_write_json
 from bincount.sagemaker.overrides import to_overrides
-from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL
+from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL, refuse_ensemble
 
 log = logging.getLogger("bincount")
 DEFAULT_MASTER_PORT = "29500"
@@ -258,10 +258,6 @@ def compose(overrides: list[str]):
         raise BincountError(f"the job's hyperparameters do not compose a config: {e}") from None
 
 
-#: conf/runner/ensemble.yaml's target: a run that trains several models
-ENSEMBLE_RUNNER = "bincount.training.ensemble.run"
-
-
 def build_config(argv: list[str], env: Mapping[str, str]):
     from omegaconf import OmegaConf, open_dict
 
@@ -269,13 +265,7 @@ def build_config(argv: list[str], env: Mapping[str, str]):
     topology = Topology.from_env(env)
     places = Places.from_env(env)
     cfg = compose(job_overrides(hyperparameters, env, places))
-    if OmegaConf.select(cfg, "runner._target_") == ENSEMBLE_RUNNER:
-        raise BincountError(
-            "an ensemble (runner=ensemble, e.g. experiment=best) does not run as one training "
-            "job: its model folder would hold no single checkpoint to serve. Launch "
-            "experiment=best_single, or launch each member as its own job and average them "
-            "with `bincount evaluate RUN1 RUN2 RUN3`"
-        )
+    refuse_ensemble(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(places.run_dir)
         cfg.data.file_list = file_list(cfg.data.get("file_list"), Path(str(cfg.data.source)))

@@ -51,7 +51,7 @@ def default_cfg(*overrides: str):
 
 def default_features() -> tuple[dict, dict, object]:
     from bincount import features
-    from bincount.train import instantiate
+    from bincount.training.hydra import instantiate
 
     cfg = default_cfg("experiment=head_sweep")
     module = instantiate(cfg.model, freeze_backbone=True)

@@ -206,17 +206,18 @@ def lightning_fit(data: list, tmp: str) -> tuple[list[float], float]:
     from torch.utils.data import DataLoader
 
     from bincount.config import config_dir
-    from bincount.train import _instantiate_dict, _quiet_lightning, instantiate
+    from bincount.training.fit import quiet_lightning
+    from bincount.training.hydra import instantiate, instantiate_dict
 
-    _quiet_lightning()
+    quiet_lightning()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=[f"paths.output_dir={tmp}", "hydra.run.dir=."])
     clock = StepClock()
-    callbacks = [*_instantiate_dict(cfg.callbacks), clock.callback]
+    callbacks = [*instantiate_dict(cfg.callbacks), clock.callback]
     trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=_instantiate_dict(cfg.logger),
+        logger=instantiate_dict(cfg.logger),
         default_root_dir=tmp,
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -70,3 +70,12 @@ def test_issue_example_overrides(make_cfg):
         "model=efficientnet_lite0", "batch_size=64", "trainer.max_epochs=5", "data.image_size=320"
     )
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.model.image_size) == (64, 5, 320)
+
+
+def test_experiments_select_their_runner(make_cfg):
+    assert make_cfg().runner._target_ == "bincount.training.fit.run"
+    assert make_cfg("experiment=head_sweep").runner._target_ == "bincount.training.head_only.run"
+    best = make_cfg("experiment=best")
+    assert best.runner._target_ == "bincount.training.ensemble.run"
+    assert set(best.runner.members) == {"ordinal", "ordinal_turns", "lite1"}
+    assert "ensemble" not in make_cfg() and "head_only" not in make_cfg("experiment=head_sweep")

@@ -82,17 +82,6 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path, module, added, contrac
     assert f"bincount.{module[:-3].replace('/', '.')} -> {added.split()[-1]}" in out
 
 
-# Import circles today, each removed by a slice of issue 18 (the lead drops an entry, and its
-# xfail, once that slice is merged).
-KNOWN_CYCLES = {
-    "18b (training runners in bincount.training)": {
-        "bincount.train",
-        "bincount.ensemble",
-        "bincount.head_training",
-    },
-}
-
-
 def import_cycles() -> list[set[str]]:
     """The strongly connected components (more than one module) of src/bincount's import graph:
     every import counts, those inside functions too."""
@@ -132,23 +121,8 @@ def import_cycles() -> list[set[str]]:
     return found
 
 
-def test_no_new_import_cycle():
-    new = [
-        sorted(cycle)
-        for cycle in import_cycles()
-        if not any(cycle <= known for known in KNOWN_CYCLES.values())
-    ]
-    assert not new, f"import circles in src/bincount: {new}"
-
-
-@pytest.mark.parametrize(
-    "slice_, modules",
-    [
-        pytest.param(name, modules, marks=pytest.mark.xfail(reason=f"removed by {name}"))
-        for name, modules in KNOWN_CYCLES.items()
-    ],
-    ids=[name.split()[0] for name in KNOWN_CYCLES],
-)
-def test_known_cycle_is_gone(slice_, modules):
-    left = [sorted(cycle) for cycle in import_cycles() if cycle & modules]
-    assert not left, f"{slice_}: still circular: {left}"
+def test_no_import_cycle_in_src():
+    """No circle anywhere in src/bincount, imports inside functions included (the
+    acyclic_siblings contract checks siblings only)."""
+    cycles = [sorted(cycle) for cycle in import_cycles()]
+    assert not cycles, f"import circles in src/bincount: {cycles}"

@@ -23,12 +23,7 @@ MODULE = re.compile(r"`[^`]*?\b(bincount(?:\.\w+)+(?:\.\{[\w,]+\})?)")
 # What the docs name that a slice of issue 18 creates (docs/development.md describes the target
 # layout): allowed to be missing until that slice lands. After the merge, the old names that
 # the docs still use fail the tests below: edit the docs, then drop the slice's entries.
-PENDING = {
-    "conf/runner/": "18b",
-    "bincount.training": "18b",
-    "bincount.rundir": "18b",
-    "bincount.sagemaker.container": "18b",
-}
+PENDING = {}
 
 
 def text(doc: Path) -> str:

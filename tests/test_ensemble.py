@@ -1,5 +1,6 @@
-"""An ensemble run (`ensemble.members`, as in experiment=best): members trained by train.py one
-after another, their probabilities averaged on val and test, finished members reused."""
+"""An ensemble run (`runner=ensemble` with `runner.members`, as in experiment=best): members
+trained by train.py one after another, their probabilities averaged on val and test, finished
+members reused."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from bincount.errors import BincountError
 from bincount.reports.evaluate import evaluate
 
 MEMBERS = (
-    'ensemble={members:{plain:["experiment=smoke"],'
-    'ordinal:["experiment=smoke","model.head=ordinal"]}}'
+    "runner=ensemble",
+    'runner.members={plain:["experiment=smoke"],ordinal:["experiment=smoke","model.head=ordinal"]}',
 )
 
 
 def ensemble_run(tiny_source, tmp_path, *extra):
     return run_train(
-        MEMBERS,
+        *MEMBERS,
         f"data.source={tiny_source}",
         f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -72,13 +73,14 @@ def test_ensemble_trains_members_and_scores_their_average(tiny_source, tmp_path)
 @pytest.mark.parametrize(
     "members, words",
     [
-        ("ensemble={members:{only:[]}}", "at least two members"),
-        ('ensemble={members:{a:["experiment=smoke"],b:"model.head=ordinal"}}', "list of overrides"),
-        ('ensemble={members:{a:["experiment=smoke"],b:["model.head=boxes"]}}', "member b failed"),
+        ("runner.members={only:[]}", "at least two members"),
+        ('runner.members={a:["experiment=smoke"],b:"model.head=ordinal"}', "list of overrides"),
+        ('runner.members={a:["experiment=smoke"],b:["model.head=boxes"]}', "member b failed"),
     ],
 )
 def test_bad_ensembles_are_clear_errors(tiny_source, tmp_path, members, words):
     proc = run_train(
+        "runner=ensemble",
         members,
         f"data.source={tiny_source}",
         f"paths.data_dir={tmp_path / 'data'}",

@@ -10,8 +10,8 @@ import torch
 from bincount import features, inference
 from bincount.data import transforms
 from bincount.data.datamodule import BinDataModule
-from bincount.head_training import _logits
 from bincount.train import train
+from bincount.training.head_only import _logits
 
 SETTINGS = ("experiment=head_sweep", "data.image_size=64", "data.num_workers=0")
 

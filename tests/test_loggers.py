@@ -10,12 +10,13 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 from runner import run_train
 
-from bincount.train import _instantiate_dict, end_tracker_runs
+from bincount.training.fit import end_tracker_runs
+from bincount.training.hydra import instantiate_dict
 
 
 def log_a_run(cfg) -> list:
     """What train() does with its loggers: the resolved config, then metrics, then finalize."""
-    loggers = _instantiate_dict(cfg.logger)
+    loggers = instantiate_dict(cfg.logger)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         lg.log_metrics({"val/acc": 0.25}, step=0)

@@ -8,6 +8,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from bincount import rundir
 from bincount.errors import BincountError
 
 log = logging.getLogger(__name__)
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def split_items(run: Path, split: str) -> list[tuple[Path, int]]:
     """[(image path, true count)] of `split` (train, val, test) from the run's config.yaml."""
-    config = run / "config.yaml"
+    config = rundir.config_path(run)
     if not config.is_file():
         raise BincountError(
             f"{config} is missing: give the run folder written by `python train.py` "

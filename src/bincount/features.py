@@ -4,7 +4,7 @@ With the backbone frozen, every epoch of every sweep trial pushes the same image
 same backbone. `load_or_extract` does it once: each split's images (evaluation transform, no
 augmentation) go through the backbone up to the classifier's input (timm's
 `forward_head(pre_logits=True)`, i.e. after global pooling), and the vectors are saved under
-`<cache_dir>/features/`. `bincount.head_training` then trains only the head on them, in
+`<cache_dir>/features/`. `bincount.training.head_only` then trains only the head on them, in
 seconds a trial.
 
 The cache key holds the backbone, its weights (pretrained, or a weights file and its mtime),

@@ -1,168 +1,21 @@
-"""train(cfg) -> float: build everything from the config, fit, test, write the run's files.
+"""train(cfg) -> float: run the training runner the config selects (`runner`, conf/runner/).
 
-The returned number is `cfg.optimized_metric` (best `val/acc` by default): what sweeps optimize.
+`runner=fit` (the default) builds everything from the config, fits, tests and writes the run's
+files (`bincount.training.fit`); `experiment=head_sweep` selects `head_only`, `experiment=best`
+`ensemble`. The returned number is `cfg.optimized_metric` (best `val/acc` by default): what
+sweeps optimize.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-import time
-import warnings
-from pathlib import Path
+from omegaconf import DictConfig
 
-import pytorch_lightning as pl
-import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate as hydra_instantiate
-from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import WeightAveraging
+from bincount.training.hydra import instantiate
 
-from bincount import hardware
-from bincount.errors import BincountError
-from bincount.fileio import atomic_write_json, atomic_write_text
-
-log = logging.getLogger("bincount")
-
-
-def _no_tips(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("💡 Tip")
-
-
-def _quiet_lightning() -> None:
-    """Drop Lightning's advertising tips and a deprecation notice it raises against itself."""
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_tips)  # once: a set
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-
-
-def instantiate(node, *args, **kwargs):
-    """hydra's instantiate, but a BincountError raised by the target comes out as itself
-    (hydra wraps it in an InstantiationException with a long prefix)."""
-    try:
-        return hydra_instantiate(node, *args, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        while cause is not None and not isinstance(cause, BincountError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
-
-
-def _instantiate_dict(node: DictConfig | None) -> list:
-    """Instantiate every `_target_` entry of a config dict (callbacks, loggers)."""
-    if not node:
-        return []
-    return [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
-
-
-def _trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
-    overrides = {}
-    if cfg.trainer.get("enable_progress_bar") is None:
-        overrides["enable_progress_bar"] = sys.stderr.isatty()
-    if str(cfg.trainer.get("precision")) == "auto":  # bf16 on a GPU that has it, else fp32
-        overrides["precision"] = hardware.precision("auto", str(cfg.trainer.get("accelerator")))
-    return instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=loggers or False,
-        default_root_dir=cfg.paths.output_dir,
-        **overrides,
-    )
+#: the runner a config without a `runner` node (composed before runners existed) gets
+DEFAULT_RUNNER = {"_target_": "bincount.training.fit.run", "_partial_": True}
 
 
 def train(cfg: DictConfig) -> float:
-    if cfg.get("head_only"):  # frozen backbone: cached features, only the head trains
-        from bincount.head_training import run
-
-        return run(cfg)
-    if cfg.get("ensemble"):  # several runs of train.py, their probabilities averaged
-        from bincount.ensemble import run as run_ensemble
-
-        return run_ensemble(cfg)
-    started = time.monotonic()
-    _quiet_lightning()
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    pl.seed_everything(cfg.seed, workers=True)
-    torch.set_float32_matmul_precision("high")
-
-    module = instantiate(cfg.model)
-    pre = module.preprocess
-    aux = bool(cfg.model.get("aux_weight"))  # the auxiliary head needs the metadata's targets
-    datamodule = instantiate(cfg.data, mean=pre["mean"], std=pre["std"], aux=aux)
-    if datamodule.preprocess != pre:
-        raise BincountError(
-            f"data and model disagree on preprocessing ({datamodule.preprocess} vs {pre}): "
-            "set the image size once, with data.image_size"
-        )
-    callbacks = _instantiate_dict(cfg.get("callbacks"))
-    loggers = _instantiate_dict(cfg.get("logger"))
-    trainer = _trainer(cfg, callbacks, loggers)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    fit_seconds = time.monotonic() - started
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-
-    checkpoint = trainer.checkpoint_callback
-    best_path = getattr(checkpoint, "best_model_path", "") or ""
-    best_score = getattr(checkpoint, "best_model_score", None)
-    metric_name = cfg.optimized_metric
-    if best_score is not None and getattr(checkpoint, "monitor", None) == metric_name:
-        objective = float(best_score)
-    elif metric_name in val:
-        objective = val[metric_name]
-    else:
-        raise BincountError(
-            f"optimized_metric={metric_name} was never logged; pick one of {sorted(val)}"
-        )
-
-    results: dict = {
-        "objective": {"name": metric_name, "value": objective},
-        "best_checkpoint": best_path or None,
-        "counts": list(module.counts),
-        "val": val,
-        "fit_seconds": round(fit_seconds, 1),
-        "precision": str(trainer.precision),
-        "epochs": trainer.current_epoch,
-    }
-    if cfg.get("test", True):
-        ckpt = best_path if best_path and Path(best_path).exists() else None
-        if ckpt is None:
-            log.warning("no best checkpoint (fast_dev_run?): testing the final weights")
-        # Lightning's weight averaging (callbacks=ema) would load the raw weights back from the
-        # checkpoint for testing; its state_dict holds the averaged ones, validated and served.
-        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-        results["test"] = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
-        results["test_confusion"] = module.test_confusion
-    results["seconds"] = round(time.monotonic() - started, 1)
-    if trainer.is_global_zero:
-        atomic_write_json(out / "metrics.json", results)
-        _print_summary(results, out)
-    end_tracker_runs(loggers)
-    return objective
-
-
-def end_tracker_runs(loggers: list) -> None:
-    """Finish W&B runs: Lightning would otherwise log the next trial of a multirun into this
-    run (it reuses an open `wandb.run`)."""
-    for lg in loggers:
-        run = getattr(lg, "_experiment", None)
-        if type(lg).__name__ == "WandbLogger" and run is not None:
-            run.finish()
-
-
-def _print_summary(results: dict, out: Path) -> None:
-    test = results.get("test", {})
-    lines = [f"run: {out}", f"{results['objective']['name']} = {results['objective']['value']:.4f}"]
-    if test:
-        keys = ["test/acc", "test/rmse", "test/mae", "test/off_by_one"]
-        lines.append("  ".join(f"{k}={test[k]:.4f}" for k in keys if k in test))
-        per = [f"{k.split('_')[-1]}:{v:.2f}" for k, v in test.items() if "acc_count_" in k]
-        lines.append("test accuracy per count: " + " ".join(per))
-    lines.append(f"took {results['seconds']:.0f}s; metrics in {out / 'metrics.json'}")
-    print("\n".join(lines), flush=True)
+    runner = instantiate(cfg.get("runner") or DEFAULT_RUNNER)
+    return runner(cfg)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bincount.errors import BincountError
-from bincount.sagemaker.bridge import (
+from bincount.sagemaker.container.bridge import (
     Places,
     Topology,
     file_list,
@@ -153,7 +153,7 @@ def test_every_host_writes_its_own_checkpoints(tmp_path, monkeypatch):
     from lightning_utilities.core.rank_zero import rank_zero_only
     from pytorch_lightning.strategies import DDPStrategy
 
-    from bincount.sagemaker.multihost import MultiHostDDP
+    from bincount.sagemaker.container.multihost import MultiHostDDP
 
     # set_global_rank() sets Lightning's process-wide rank: put it back afterwards, or every
     # later test in this process would see rank 1 and its loggers would write nothing.
@@ -175,7 +175,7 @@ def test_every_host_writes_its_own_checkpoints(tmp_path, monkeypatch):
 
 
 def test_export_carries_the_debug_files_to_the_output_data(tmp_path):
-    from bincount.sagemaker.bridge import Places, export_model
+    from bincount.sagemaker.container.bridge import Places, export_model
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -196,7 +196,7 @@ def test_export_carries_the_debug_files_to_the_output_data(tmp_path):
 
 
 def test_an_ensemble_is_refused_before_anything_trains(tmp_path):
-    from bincount.sagemaker.bridge import build_config
+    from bincount.sagemaker.container.bridge import build_config
 
     env = {
         "SM_CHANNEL_DATA": str(tmp_path / "data"),
@@ -206,4 +206,4 @@ def test_an_ensemble_is_refused_before_anything_trains(tmp_path):
     with pytest.raises(BincountError, match="experiment=best_single"):
         build_config(["--experiment", "best"], env)
     cfg, _, _ = build_config(["--experiment", "best_single"], env)
-    assert cfg.model.head == "ordinal" and not cfg.get("ensemble")
+    assert cfg.model.head == "ordinal" and cfg.runner._target_ == "bincount.training.fit.run"

@@ -337,7 +337,11 @@ def test_requirements_are_what_the_container_needs(container):
     # what bincount's modules that the worker loaded import (at module level or in a function)
     # comes with the DLC or is a requirement of its own
     loaded = bincount_modules(container.frontend.log.read_text())
-    served = {"bincount.inference", "bincount.models.network", "bincount.sagemaker.endpoint"}
+    served = {
+        "bincount.inference",
+        "bincount.models.network",
+        "bincount.sagemaker.container.endpoint",
+    }
     assert served <= loaded
     assert "bincount.models.module" not in loaded  # the endpoint serves without Lightning
     owners = metadata.packages_distributions()

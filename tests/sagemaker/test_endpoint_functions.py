@@ -1,4 +1,4 @@
-"""bincount.sagemaker.endpoint without a container: bad input is the toolkit's error when
+"""bincount.sagemaker.container.endpoint without a container: bad input is the toolkit's error when
 sagemaker_inference is installed, and the library's own InputError when it is not."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from sagemaker_inference.errors import BaseInferenceToolkitError
 
 from bincount.inference import InputError
-from bincount.sagemaker import endpoint
+from bincount.sagemaker.container import endpoint
 
 
 def test_bad_input_is_the_toolkits_error_with_its_status():

@@ -98,7 +98,7 @@ def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
         "conf/train.yaml",
         "conf/model/resnet50.yaml",
         "src/bincount/train.py",
-        "src/bincount/sagemaker/bridge.py",
+        "src/bincount/sagemaker/container/bridge.py",
     ):
         assert needed in keys
     assert not [k for k in keys if k.split("/")[0] in ("outputs", "data", ".venv", "tests")]

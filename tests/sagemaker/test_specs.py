@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from bincount.config import config_dir, project_root
 from bincount.errors import BincountError
-from bincount.sagemaker import bundle, hpo, prices
+from bincount.sagemaker import bundle, hpo, overrides, prices, spec
 
 
 def compose_launch(*overrides):
@@ -105,10 +105,14 @@ def test_bundle_takes_code_and_configs_only(tmp_path):
 def test_launch_side_imports_neither_torch_nor_models_nor_the_sdk():
     code = (
         "import sys\n"
-        "import bincount.sagemaker.launcher, bincount.sagemaker.bridge, "
+        "import bincount.sagemaker.launcher, bincount.sagemaker.deploy, "
         "bincount.sagemaker.cleanup, bincount.commands.cleanup\n"
+        "import bincount.sagemaker.spec, bincount.sagemaker.submit, bincount.sagemaker.capture, "
+        "bincount.sagemaker.hpo, bincount.sagemaker.prices, bincount.sagemaker.bundle, "
+        "bincount.sagemaker.overrides, bincount.sagemaker.region, bincount.sagemaker.tags\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'sagemaker', "
-        "'pytorch_lightning') or m.startswith('bincount.models')]\n"
+        "'pytorch_lightning') or m.startswith(('bincount.models', 'bincount.training', "
+        "'bincount.sagemaker.container'))]\n"
         "assert not bad, bad\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -137,3 +141,9 @@ def test_every_sagemaker_option_composes_with_the_launch_root(option):
     train.paths.output_dir = "run"
     OmegaConf.resolve(train)
     assert OmegaConf.to_container(cfg.model) == OmegaConf.to_container(train.model)
+
+
+def test_an_ensemble_is_refused_before_anything_is_sent():
+    with pytest.raises(BincountError, match="experiment=best_single"):
+        spec.build(compose_launch("experiment=best"), overrides.split(["experiment=best"]), "id")
+    spec.refuse_ensemble(compose_launch("experiment=best_single"))  # one model: fine

@@ -47,7 +47,7 @@ def run_images(args) -> int:
     import timm
 
     from bincount.models import backbones
-    from bincount.train import instantiate
+    from bincount.training.hydra import instantiate
 
     # The padding colour is the backbone's mean, as in training (no weights are needed).
     mean, std = backbones.normalization(timm.create_model(cfg.model.backbone, pretrained=False))

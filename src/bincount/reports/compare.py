@@ -18,13 +18,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_text
 from bincount.reports import document as doc
 from bincount.reports.run_plots import _figure, _png
 from bincount.reports.run_report import Run, load_run
 
-SKIP = {"checkpoints", "csv", "tensorboard", "wandb", ".hydra", "compare", "onnx"}
+SKIP = {rundir.CHECKPOINTS, "csv", "tensorboard", "wandb", ".hydra", "compare", "onnx"}
 MINIMIZED = re.compile(r"loss|rmse|mae|error", re.I)
 HEADER = [
     "run",
@@ -55,7 +56,7 @@ def find_run_dirs(folder: Path) -> list[Path]:
     """Every folder at or below `folder` with a config.yaml (not descending into runs)."""
     found = []
     for here, dirs, files in os.walk(folder):
-        if "config.yaml" in files:
+        if rundir.CONFIG in files:
             found.append(Path(here))
             dirs.clear()
         else:
@@ -92,7 +93,7 @@ def collect(folders: list[str | Path]) -> Runs:
         if not dirs:
             empty.append(f)
         for d in dirs:
-            if (d / "metrics.json").is_file():
+            if rundir.metrics_path(d).is_file():
                 done.append(load_run(d))
             else:
                 crashed.append(d)

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
+from bincount import rundir
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bincount.fileio import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,8 @@ def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Pa
     from bincount.data.datamodule import BinDataModule
 
     spec = {}
-    if (run / "config.yaml").is_file():
-        data_cfg = OmegaConf.load(run / "config.yaml").get("data") or {}
+    if rundir.config_path(run).is_file():
+        data_cfg = OmegaConf.load(rundir.config_path(run)).get("data") or {}
         spec = {k: data_cfg[k] for k in ("split", "seed") if k in data_cfg}
     dm = BinDataModule(source=data, cache_dir=str(cache), counts=counts, **spec)
     dm.setup()
@@ -198,10 +199,12 @@ def evaluate(
                 "members must know the same counts"
             )
     split = split or ("all" if data else "test")
-    chosen = items(ckpts[0], counts, data, split, cache or run_of(ckpts[0]) / "eval" / "cache")
+    chosen = items(
+        ckpts[0], counts, data, split, cache or rundir.eval_dir(run_of(ckpts[0]), "cache")
+    )
     if data is None:
         for ckpt in ckpts[1:]:
-            if items(ckpt, counts, None, split, run_of(ckpt) / "eval" / "cache") != chosen:
+            if items(ckpt, counts, None, split, rundir.eval_dir(run_of(ckpt), "cache")) != chosen:
                 raise BincountError(
                     f"{ckpt} was trained on another split than {ckpts[0]}: its {split} images "
                     "differ. Evaluate the ensemble on a folder instead (--data FOLDER), or "
@@ -280,7 +283,7 @@ def write(ev: Evaluation, out: Path) -> list[Path]:
     ):
         w.writerow([str(p), t, c, f"{conf:.4f}"] + [f"{x:.4f}" for x in ps])
     return [
-        atomic_write_json(out / "metrics.json", ev.summary()),
+        rundir.write_metrics(out, ev.summary()),
         atomic_write_text(out / "predictions.csv", buf.getvalue()),
         atomic_write_bytes(out / "confusion.png", confusion_png(ev)),
     ]

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_text
 from bincount.reports import run_plots
@@ -104,22 +105,22 @@ def load_run(path: str | Path) -> Run:
         raise BincountError(
             f"no run folder at {run}: pass a run's folder, e.g. outputs/<date>/<time>"
         )
-    known = ["config.yaml", "csv/metrics.csv", "metrics.json", "health.json", "profile.json"]
+    known = [rundir.CONFIG, rundir.CSV_METRICS, rundir.METRICS, "health.json", "profile.json"]
     if not any((run / k).exists() for k in known):
         raise BincountError(
             f"{run} is not a run folder (none of {', '.join(known)}): pass the folder "
             "`python train.py` printed (outputs/<date>/<time>)"
         )
     config = {}
-    if (run / "config.yaml").is_file():
+    if rundir.config_path(run).is_file():
         from omegaconf import OmegaConf
 
-        config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml")) or {}
+        config = OmegaConf.to_container(OmegaConf.load(rundir.config_path(run))) or {}
     return Run(
         path=run,
         config=config,
-        metrics=_read_json(run / "metrics.json") or {},
-        series=_read_series(run / "csv" / "metrics.csv"),
+        metrics=_read_json(rundir.metrics_path(run)) or {},
+        series=_read_series(run / rundir.CSV_METRICS),
         health=_read_json(run / "health.json"),
         grads=_read_grads(run / "grad_norms.csv"),
         profile=_read_json(run / "profile.json"),

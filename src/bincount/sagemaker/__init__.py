@@ -7,8 +7,9 @@ config, checked before any call), `hpo` (the search space), `prices` (cost estim
 botocore: dry runs and requests.json), `launcher` (all of it, for launch_sagemaker.py),
 `cleanup` (delete what costs money), `deploy` (endpoints), `region` (the one region rule),
 `tags`.
-Container side: `endpoint` (the four serving functions as the inference container calls
-them), `bridge` (hyperparameters + SM_* environment -> config -> bincount.train.train),
-`rank_record` (what each process trained on, for checking a distributed run), `multihost` (DDP
-that keeps checkpoints on every host's disk).
+Container side, in `bincount.sagemaker.container` (torch and Lightning; never imported by the
+launch side): `endpoint` (the four serving functions as the inference container calls them),
+`bridge` (hyperparameters + SM_* environment -> config -> bincount.train.train), `rank_record`
+(what each process trained on, for checking a distributed run), `multihost` (DDP that keeps
+checkpoints on every host's disk).
 """

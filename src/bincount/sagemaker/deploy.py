@@ -23,13 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from bincount import rundir
 from bincount.errors import BincountError
 from bincount.sagemaker import region as regions
 from bincount.sagemaker.tags import project_tags
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.yaml", "metrics.json", "calibration.json")
+RUN_FILES = (rundir.CONFIG, rundir.METRICS, rundir.CALIBRATION)
 # What the container installs on top of its PyTorch, pinned as in requirements.txt: what the
 # serving modules import that the PyTorch inference DLC lacks (test_endpoint_container.py).
 # No Lightning: the endpoint loads a plain CountNet (bincount.inference.loading).
@@ -39,12 +40,17 @@ CONTAINER_PACKAGES = (
     "omegaconf",
 )
 SHIM = '''"""SageMaker's entry point: bincount's four functions (packed beside it), in the shape
-the PyTorch container's inference toolkit calls them (bincount.sagemaker.endpoint)."""
+the PyTorch container's inference toolkit calls them (bincount.sagemaker.container.endpoint)."""
 import os
 
 os.environ.setdefault("BINCOUNT_ROOT", os.path.dirname(os.path.abspath(__file__)))
 
-from bincount.sagemaker.endpoint import input_fn, model_fn, output_fn, predict_fn  # noqa: E402,F401
+from bincount.sagemaker.container.endpoint import (  # noqa: E402,F401
+    input_fn,
+    model_fn,
+    output_fn,
+    predict_fn,
+)
 '''
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -76,7 +82,7 @@ def package(run: Path, out: Path, root: Path | None = None) -> Path:
 
     root = root or project_root()
     run = Path(run)
-    ckpt = run / "checkpoints" / "best.ckpt"
+    ckpt = rundir.best_checkpoint(run)
     if not ckpt.is_file():
         raise BincountError(
             f"{ckpt} is missing: deploy a run folder of `python train.py` (or the model.tar.gz "
@@ -85,7 +91,7 @@ def package(run: Path, out: Path, root: Path | None = None) -> Path:
     serve_yaml = root / "conf" / "serve.yaml"
     if not serve_yaml.is_file():
         raise BincountError(f"{serve_yaml} is missing: run from the bincount checkout")
-    if not (run / "calibration.json").is_file():
+    if not rundir.calibration_path(run).is_file():
         log.warning(
             "%s has no calibration.json: the endpoint's verdicts will all be `unsure` "
             "(run `bincount calibrate RUN` before deploying)",
@@ -94,7 +100,7 @@ def package(run: Path, out: Path, root: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     with tarfile.open(tmp, "w:gz") as tar:
-        tar.add(ckpt, "checkpoints/best.ckpt")
+        tar.add(ckpt, rundir.BEST_CKPT)
         for name in RUN_FILES:
             if (run / name).is_file():
                 tar.add(run / name, name)
@@ -141,7 +147,7 @@ def _fetch_run(source: str, s3, workdir: Path) -> Path:
         return extracted
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".ckpt":
-        path = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        path = path.parent.parent if path.parent.name == rundir.CHECKPOINTS else path.parent
     if not path.is_dir():
         raise BincountError(f"{source} is neither a run folder nor an s3:// model.tar.gz")
     return path

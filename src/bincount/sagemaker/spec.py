@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bincount.data.layout import is_s3_uri
 from bincount.errors import BincountError
@@ -41,6 +41,9 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 _NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 CHECKPOINT_ENV = "BINCOUNT_CHECKPOINT_DIR"
 PUBLIC_BUCKET, PUBLIC_BUCKET_REGION = "aft-vbi-pds", "us-east-1"
+
+# conf/runner/ensemble.yaml's target (named, not imported: the launch side imports no training)
+ENSEMBLE_RUNNER = "bincount.training.ensemble.run"
 
 
 def metric_definitions(names=LOGGED_METRICS) -> list[dict[str, str]]:
@@ -191,8 +194,20 @@ def _int(sm: DictConfig, key: str, minimum: int = 1) -> int:
     return value
 
 
+def refuse_ensemble(cfg: DictConfig) -> None:
+    """An ensemble (runner=ensemble) trains several models: no one job's model to serve."""
+    if OmegaConf.select(cfg, "runner._target_") == ENSEMBLE_RUNNER:
+        raise BincountError(
+            "an ensemble (runner=ensemble, e.g. experiment=best) does not run as one training "
+            "job: its model folder would hold no single checkpoint to serve. Launch "
+            "experiment=best_single, or launch each member as its own job and average them "
+            "with `bincount evaluate RUN1 RUN2 RUN3`"
+        )
+
+
 def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
     """The job of the composed launch config and the training overrides of the command line."""
+    refuse_ensemble(cfg)
     sm = cfg.sagemaker
     warnings: list[str] = []
     role = sm.get("role")

@@ -1,4 +1,4 @@
-"""`train()` for an ensemble (`ensemble.members` in the config, e.g. `experiment=best`).
+"""`runner=ensemble` (`runner.members` in the config, e.g. `experiment=best`).
 
 Each member is a run of `python train.py` with its own overrides (plus the command line's, so
 `data.source=...` or `trainer.max_epochs=...` reach every member), trained one after another
@@ -11,7 +11,6 @@ single run's (`val/acc`, `test/rmse`, ...) plus each member's own figures.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -21,19 +20,18 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from bincount import rundir
 from bincount.config import project_root
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("bincount")
 
 
-def members(cfg: DictConfig) -> dict[str, list[str]]:
-    """{name: overrides} of `ensemble.members`, checked."""
-    spec = cfg.ensemble.get("members") if isinstance(cfg.ensemble, DictConfig) else None
+def _members(spec) -> dict[str, list[str]]:
+    """{name: overrides} of `runner.members`, checked."""
     if not isinstance(spec, DictConfig) or len(spec) < 2:
         raise BincountError(
-            "ensemble.members must name at least two members, each a list of overrides, e.g. "
+            "runner.members must name at least two members, each a list of overrides, e.g. "
             "{small: [model.head=ordinal], large: [model=efficientnet_lite1, "
             "data.image_size=240]}"
         )
@@ -44,29 +42,29 @@ def members(cfg: DictConfig) -> dict[str, list[str]]:
         items = OmegaConf.to_container(overrides) if isinstance(overrides, ListConfig) else None
         if not isinstance(items, list) or not all(isinstance(o, str) for o in items):
             raise BincountError(
-                f"ensemble.members.{name} must be a list of overrides like model.head=ordinal"
+                f"runner.members.{name} must be a list of overrides like model.head=ordinal"
             )
         out[str(name)] = items
     return out
 
 
 def command_line_overrides() -> list[str]:
-    """The overrides this run was started with (minus the experiment that chose the ensemble)."""
+    """The overrides this run was started with (minus the experiment or runner that chose the
+    ensemble)."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
         task = list(HydraConfig.get().overrides.task)
     except ValueError:  # train(cfg) called outside a Hydra app
         return []
-    return [o for o in task if not o.lstrip("+~").startswith(("experiment=", "ensemble"))]
+    return [o for o in task if not o.lstrip("+~").startswith(("experiment=", "runner"))]
 
 
 def _finished(run: Path) -> dict | None:
     """The metrics.json of a finished member run (its best checkpoint present), else None."""
-    path = run / "metrics.json"
-    if not path.is_file():
+    metrics = rundir.read_metrics(run)
+    if metrics is None:
         return None
-    metrics = json.loads(path.read_text())
     ckpt = metrics.get("best_checkpoint")
     return metrics if ckpt and Path(ckpt).is_file() else None
 
@@ -82,7 +80,7 @@ def train_member(name: str, overrides: list[str], run: Path) -> dict:
         str(project_root() / "train.py"),
         *overrides,
         "test=false",
-        "ensemble=null",
+        "runner=fit",
         f"hydra.run.dir={run}",
     ]
     log.info("ensemble member %s: %s", name, " ".join(cmd[1:]))
@@ -96,9 +94,11 @@ def train_member(name: str, overrides: list[str], run: Path) -> dict:
     return done
 
 
-def run(cfg: DictConfig) -> float:
+def run(cfg: DictConfig, members: DictConfig | None = None) -> float:
+    """Train the ensemble's `members` ({name: [overrides]}, `runner.members`), score their
+    averaged probabilities; returns `cfg.optimized_metric` on validation."""
     from bincount.reports import evaluate
-    from bincount.train import _print_summary
+    from bincount.training.fit import print_summary
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise BincountError(
@@ -108,11 +108,11 @@ def run(cfg: DictConfig) -> float:
     started = time.monotonic()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    spec = members(cfg)
+    rundir.write_config(out, cfg)
+    spec = _members(members)
     extra = command_line_overrides()
     trained = {
-        name: train_member(name, [*overrides, *extra], out / "members" / name)
+        name: train_member(name, [*overrides, *extra], rundir.member_dir(out, name))
         for name, overrides in spec.items()
     }
     results: dict = {"members": {}}
@@ -129,7 +129,7 @@ def run(cfg: DictConfig) -> float:
     splits = ["val", "test"] if cfg.get("test", True) else ["val"]
     for split in splits:
         ev = evaluate.evaluate(paths, split=split)
-        evaluate.write(ev, out / "eval" / f"ensemble-run-{split}")
+        evaluate.write(ev, rundir.eval_dir(out, f"ensemble-run-{split}"))
         counts = ev.counts
         results[split] = {f"{split}/{k}": float(v) for k, v in ev.figures.items()}
         if split == "test":
@@ -149,6 +149,6 @@ def run(cfg: DictConfig) -> float:
         fit_seconds=round(sum(fit), 1),
         seconds=round(time.monotonic() - started, 1),
     )
-    atomic_write_json(out / "metrics.json", results)
-    _print_summary(results, out)
+    rundir.write_metrics(out, results)
+    print_summary(results, out)
     return objective

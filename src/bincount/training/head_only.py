@@ -1,7 +1,8 @@
 """Head-only training on cached frozen-backbone features: a sweep trial in seconds.
 
 `python train.py experiment=head_sweep [lr=... batch_size=...]` (or `-m` over a grid or
-`+sweep=hpo hydra/sweeper=optuna`) comes here instead of the Lightning loop: the backbone is
+`+sweep=hpo hydra/sweeper=optuna`) selects `runner=head_only`, this instead of the Lightning
+loop: the backbone is
 frozen, so its features are computed once (`bincount.features`, cached for every later trial)
 and only the head (the classifier and the count head) trains, with the run's optimizer,
 scheduler, label smoothing, dropout, epochs, batch size and seed. Each epoch is validated and
@@ -24,12 +25,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from bincount import features
+from bincount import features, rundir
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bincount.fileio import atomic_write_bytes, atomic_write_text
 from bincount.models.metrics import CountMetrics
+from bincount.training.hydra import instantiate
 
 log = logging.getLogger("bincount")
 
@@ -138,13 +140,11 @@ def save_checkpoint(module, path: Path) -> Path:
 
 
 def run(cfg: DictConfig) -> float:
-    """`train()` for `head_only=true`: same config, same run folder, returns the objective."""
-    from bincount.train import instantiate
-
+    """`runner=head_only`: same config, same run folder as `runner=fit`, returns the objective."""
     started = time.monotonic()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    rundir.write_config(out, cfg)
     metric = cfg.optimized_metric
     if not metric.startswith("val/"):
         raise BincountError(f"optimized_metric={metric}: head-only runs optimize a val/ metric")
@@ -169,7 +169,7 @@ def run(cfg: DictConfig) -> float:
         raise BincountError(
             f"optimized_metric={metric} is not computed; pick one of val/{sorted(val)}"
         )
-    best = out / "checkpoints" / "best.ckpt"
+    best = rundir.best_checkpoint(out)
     save_checkpoint(module, best)
     results = {
         "objective": {"name": metric, "value": float(val[name])},
@@ -190,8 +190,8 @@ def run(cfg: DictConfig) -> float:
         results["test"] = {f"test/{k}": float(v) for k, v in test.items()}
         results["test_confusion"] = confusion
     results["seconds"] = round(time.monotonic() - started, 1)
-    _write_history(out / "csv" / "metrics.csv", history)
-    atomic_write_json(out / "metrics.json", results)
+    _write_history(out / rundir.CSV_METRICS, history)
+    rundir.write_metrics(out, results)
     test = results.get("test", {})
     print(
         f"run: {out}\n{metric} = {val[name]:.4f}"

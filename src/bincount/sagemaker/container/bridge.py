@@ -32,10 +32,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_copy, atomic_write_json
 from bincount.sagemaker.overrides import to_overrides
-from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL
+from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL, refuse_ensemble
 
 log = logging.getLogger("bincount")
 DEFAULT_MASTER_PORT = "29500"
@@ -126,7 +127,7 @@ class Topology:
         if self.world_size > 1:
             strategy = "MultiHostDDP" if self.num_nodes > 1 else "DDPStrategy"
             module = (
-                "bincount.sagemaker.multihost"
+                "bincount.sagemaker.container.multihost"
                 if self.num_nodes > 1
                 else "pytorch_lightning.strategies"
             )
@@ -178,7 +179,7 @@ class Places:
         return cls(
             run_dir=run_dir,
             data_dir=scratch / "data",
-            checkpoint_dir=Path(ckpt) if ckpt else run_dir / "checkpoints",
+            checkpoint_dir=Path(ckpt) if ckpt else rundir.checkpoint_dir(run_dir),
             model_dir=Path(model) if model else None,
             output_data_dir=Path(output) if output else None,
         )
@@ -214,7 +215,7 @@ def resumable(checkpoint_dir: Path, job_name: str | None) -> Path | None:
     job's checkpoints (tuning trials, or a reused sagemaker.checkpoint_s3_uri).
     """
     mark = checkpoint_dir / "job.json"
-    last = checkpoint_dir / "last.ckpt"
+    last = checkpoint_dir / rundir.LAST
     owner = json.loads(mark.read_text()).get("job") if mark.is_file() else None
     if last.is_file() and mark.is_file() and owner == job_name:
         return last
@@ -264,13 +265,7 @@ def build_config(argv: list[str], env: Mapping[str, str]):
     topology = Topology.from_env(env)
     places = Places.from_env(env)
     cfg = compose(job_overrides(hyperparameters, env, places))
-    if cfg.get("ensemble"):
-        raise BincountError(
-            "an ensemble (ensemble.members, e.g. experiment=best) does not run as one training "
-            "job: its model folder would hold no single checkpoint to serve. Launch "
-            "experiment=best_single, or launch each member as its own job and average them "
-            "with `bincount evaluate RUN1 RUN2 RUN3`"
-        )
+    refuse_ensemble(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(places.run_dir)
         cfg.data.file_list = file_list(cfg.data.get("file_list"), Path(str(cfg.data.source)))
@@ -278,7 +273,7 @@ def build_config(argv: list[str], env: Mapping[str, str]):
             OmegaConf.update(cfg, key, value, merge=False, force_add=True)
         if places.output_data_dir is not None and cfg.get("callbacks") is not None:
             cfg.callbacks.rank_record = {
-                "_target_": "bincount.sagemaker.rank_record.RankRecord",
+                "_target_": "bincount.sagemaker.container.rank_record.RankRecord",
                 "out_dir": str(places.output_data_dir / "ranks"),
                 "host": topology.hosts[topology.node_rank],
             }
@@ -290,22 +285,24 @@ def export_model(places: Places) -> Path | None:
     if places.model_dir is None:
         return None
     run, model = places.run_dir, places.model_dir
-    metrics = json.loads((run / "metrics.json").read_text())
-    best = places.checkpoint_dir / "best.ckpt"
+    metrics = rundir.read_metrics(run)
+    if metrics is None:
+        raise BincountError(f"{rundir.metrics_path(run)} is missing: the training did not finish")
+    best = places.checkpoint_dir / rundir.BEST
     if not best.is_file():
         log.warning("no best.ckpt (no validation?): exporting the last checkpoint as best")
-        best = places.checkpoint_dir / "last.ckpt"
+        best = places.checkpoint_dir / rundir.LAST
     if not best.is_file():
         raise BincountError(f"no checkpoint in {places.checkpoint_dir}: nothing to export")
-    atomic_copy(best, model / "checkpoints" / "best.ckpt")
-    shutil.copyfile(run / "config.yaml", model / "config.yaml")
-    metrics["best_checkpoint"] = "checkpoints/best.ckpt"
-    atomic_write_json(model / "metrics.json", metrics)
-    if (run / "csv" / "metrics.csv").is_file():
-        (model / "csv").mkdir(exist_ok=True)
-        shutil.copyfile(run / "csv" / "metrics.csv", model / "csv" / "metrics.csv")
+    atomic_copy(best, rundir.best_checkpoint(model))
+    shutil.copyfile(rundir.config_path(run), rundir.config_path(model))
+    metrics["best_checkpoint"] = rundir.BEST_CKPT
+    rundir.write_metrics(model, metrics)
+    if (run / rundir.CSV_METRICS).is_file():
+        (model / rundir.CSV_METRICS).parent.mkdir(exist_ok=True)
+        shutil.copyfile(run / rundir.CSV_METRICS, model / rundir.CSV_METRICS)
     if places.output_data_dir is not None:
-        atomic_write_json(places.output_data_dir / "metrics.json", metrics)
+        rundir.write_metrics(places.output_data_dir, metrics)
     copy_debug_files(run, places.output_data_dir or model)
     return model
 

@@ -300,18 +300,3 @@ def imports_of(code_dir: Path, modules: set[str]) -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 tops.add(node.module.split(".")[0])
     return tops
-
-
-def bomb_jpeg(photo: bytes, width: int, height: int) -> bytes:
-    """A real JPEG whose frame header claims width x height pixels (as tests/serving does)."""
-    data = bytearray(photo)
-    i = 2
-    while i < len(data):
-        marker = data[i + 1]
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2):  # start of frame: precision, height, width
-            data[i + 5 : i + 7] = height.to_bytes(2, "big")
-            data[i + 7 : i + 9] = width.to_bytes(2, "big")
-            return bytes(data)
-        i += 2 + length
-    raise AssertionError("no start-of-frame marker in the photo")

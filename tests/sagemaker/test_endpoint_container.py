@@ -21,10 +21,10 @@ from endpoint_harness import (
     Frontend,
     Runtime,
     bincount_modules,
-    bomb_jpeg,
     extract_model,
     imports_of,
 )
+from images import bomb_jpeg
 from packaging.requirements import Requirement
 from packaging.version import Version
 from PIL import Image

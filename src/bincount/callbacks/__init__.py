@@ -1,1 +1,1 @@
-"""Callbacks: plain progress lines, training-health rules, profiling summaries."""
+"""Callbacks: plain progress lines, training-health rules, profiling summaries, checkpoints."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 from images import bomb_jpeg
 
-from bincount import calibration, export, inference
+from bincount import calibration, cli, export, inference
 from bincount.serving.server import make_server
 
 PHOTO = "01843"  # the reference project's test image: 3 objects
@@ -112,3 +113,16 @@ def onnx_server(onnx_model):
 def make_bomb(photo):
     """make_bomb(side) -> the real photo claiming side x side pixels in its frame header."""
     return lambda side: bomb_jpeg(photo, side, side)
+
+
+@pytest.fixture
+def bincount(capsys):
+    """bincount(*args) -> (exit code, stdout, stderr), as the console script would give."""
+
+    def run(*args):
+        capsys.readouterr()
+        code = cli.main([str(a) for a in args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run

@@ -18,22 +18,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from bincount import batch, cli
+from bincount import batch
 
 BINCOUNT = [sys.executable, "-m", "bincount.cli"]
-
-
-@pytest.fixture
-def bincount(capsys):
-    """bincount(*args) -> (exit code, stdout, stderr), as the console script would give."""
-
-    def run(*args):
-        capsys.readouterr()
-        code = cli.main([str(a) for a in args])
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return run
 
 
 def test_serve_command_answers_on_the_port_it_prints(served_run, photo):

@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bincount import cli, order_verifier, orders
+from bincount import order_verifier, orders
 from bincount.errors import BincountError
 
 COUNTS = [1, 2, 3, 4, 5]
@@ -145,27 +145,18 @@ def test_an_order_altered_by_a_unit_or_a_line_loses_the_match(verifier, bins):
         assert bad["verdict"] == "mismatch", what
 
 
-@pytest.fixture
-def bincount(capsys):
-    def run(*args):
-        capsys.readouterr()
-        code = cli.main([str(a) for a in args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
 def test_orders_then_verify_prints_both_verdicts_and_ignores_the_truth(
     served_run, tmp_path, bincount
 ):
     stream = tmp_path / "orders.jsonl"
-    code, out, err = bincount("orders", served_run, "--mismatch-rate", "0.5", "-o", stream)
+    proc = bincount("orders", served_run, "--mismatch-rate", "0.5", "-o", stream)
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
     assert code == 0, err
     assert "test orders" in out and (tmp_path / "orders.truth.jsonl").is_file()
     n = len(stream.read_text().splitlines())
     verdicts = tmp_path / "verdicts.jsonl"
-    code, out, err = bincount("verify", served_run, stream, "-o", verdicts)
+    proc = bincount("verify", served_run, stream, "-o", verdicts)
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
     assert code == 0, err
     assert "| photo-only |" in out and "| order-aware |" in out
     rows = [json.loads(line) for line in verdicts.read_text().splitlines()]
@@ -177,7 +168,8 @@ def test_orders_then_verify_prints_both_verdicts_and_ignores_the_truth(
     flipped = [json.loads(line) | {"wrong": True} for line in truth.read_text().splitlines()]
     truth.write_text("".join(json.dumps(t) + "\n" for t in flipped))
     again = tmp_path / "again.jsonl"
-    code, out2, err = bincount("verify", served_run, stream, "-o", again)
+    proc = bincount("verify", served_run, stream, "-o", again)
+    code, out2, err = proc.returncode, proc.stdout, proc.stderr
     assert code == 0, err
     assert again.read_text() == verdicts.read_text()
     assert f"{n} orders, {n} wrong" in out2
@@ -185,10 +177,11 @@ def test_orders_then_verify_prints_both_verdicts_and_ignores_the_truth(
 
 def test_verify_needs_a_calibrated_order_verifier(served_run, tmp_path, bincount):
     stream = tmp_path / "orders.jsonl"
-    assert bincount("orders", served_run, "-o", stream)[0] == 0
+    assert bincount("orders", served_run, "-o", stream).returncode == 0
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     for name in ("config.yaml", "checkpoints/best.ckpt"):
         (run / name).write_bytes((served_run / name).read_bytes())
-    code, _, err = bincount("verify", run, stream)
+    proc = bincount("verify", run, stream)
+    code, err = proc.returncode, proc.stderr
     assert code == 2 and "bincount calibrate" in err and "Traceback" not in err

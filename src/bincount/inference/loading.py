@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bincount import rundir
 from bincount.data import transforms
 from bincount.errors import BincountError
 from bincount.models.network import AUX_TARGETS, CountNet
 
 log = logging.getLogger(__name__)
 
-CALIBRATION = "calibration.json"
+CALIBRATION = rundir.CALIBRATION  # the run folder's names are rundir's
 ONNX_META = "model.json"
 # The state_dict prefixes of the net (CountModule registers CountNet's parts under them).
 NET_KEYS = ("net.", "head.")
@@ -57,7 +58,7 @@ def resolve(path: str | os.PathLike, backend: str = "torch") -> Path:
     if path.is_file():
         if path.suffix == ".onnx" or backend == "torch":
             return path
-        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        run = path.parent.parent if path.parent.name == rundir.CHECKPOINTS else path.parent
         return resolve(run, "onnx")
     if backend == "onnx":
         for candidate in (path / "model.onnx", path / "onnx" / "model.onnx"):
@@ -66,15 +67,15 @@ def resolve(path: str | os.PathLike, backend: str = "torch") -> Path:
         raise BincountError(
             f"no ONNX model in {path}: run `bincount export {path}` first, or use --backend torch"
         )
-    for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt", path / "model.ckpt"):
+    for candidate in (path / rundir.BEST_CKPT, path / rundir.BEST, path / "model.ckpt"):
         if candidate.is_file():
             return candidate
-    members = sorted(p.name for p in (path / "members").glob("*") if p.is_dir())
+    members = sorted(p.name for p in (path / rundir.MEMBERS).glob("*") if p.is_dir())
     if members:
         raise BincountError(
             f"{path} is an ensemble run (members: {', '.join(members)}): one model is served, "
-            f"exported or deployed at a time, e.g. {path / 'members' / members[0]}; "
-            f"`bincount evaluate {' '.join(str(path / 'members' / m) for m in members)}` "
+            f"exported or deployed at a time, e.g. {path / rundir.MEMBERS / members[0]}; "
+            f"`bincount evaluate {' '.join(str(path / rundir.MEMBERS / m) for m in members)}` "
             "scores them together"
         )
     raise BincountError(
@@ -86,7 +87,7 @@ def resolve(path: str | os.PathLike, backend: str = "torch") -> Path:
 def run_folder(model_file: Path) -> Path:
     """The run folder a checkpoint or export belongs to (where calibration.json lives)."""
     parent = model_file.parent
-    return parent.parent if parent.name in ("checkpoints", "onnx") else parent
+    return parent.parent if parent.name in (rundir.CHECKPOINTS, "onnx") else parent
 
 
 def file_version(path: Path) -> str:

@@ -72,6 +72,23 @@ def test_tta_override_averages_flips(run):
     assert all(0.2 <= c <= 1.0 for c in flips.confidence)
 
 
+def test_prior_override_divides_the_runs_training_frequencies_out(run, capsys):
+    from bincount.evalset import split_items
+
+    plain = evaluate(run, split="val")
+    balanced = evaluate(run, split="val", prior="uniform")
+    assert balanced.paths == plain.paths and balanced.prior == "uniform"
+    train = [c for _, c in split_items(run, "train")]  # the run's own training split
+    freq = [train.count(c) / len(train) for c in plain.counts]
+    for p, b in zip(plain.probabilities, balanced.probabilities, strict=True):
+        divided = [x / f for x, f in zip(p, freq, strict=True)]
+        assert b == pytest.approx([x / sum(divided) for x in divided], abs=1e-4)
+    assert main(["evaluate", str(run), "--split", "val", "--prior", "uniform"]) == 0
+    saved = json.loads((run / "eval" / "run-val-prior-uniform" / "metrics.json").read_text())
+    assert saved["prior"] == "uniform" and saved["figures"] == balanced.figures
+    capsys.readouterr()
+
+
 def test_cli_on_a_bucket_folder(run, tiny_source, capsys):
     out = run / "eval" / "tiny"
     assert (

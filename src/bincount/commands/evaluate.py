@@ -12,6 +12,7 @@ EXAMPLES = """examples:
   bincount evaluate outputs/<run>                                  # the run's test split
   bincount evaluate outputs/<run>/checkpoints/best.ckpt --split val
   bincount evaluate outputs/<run> --split val --tta on             # with flip averaging
+  bincount evaluate outputs/<run> --split val --prior uniform      # as if counts were balanced
   bincount evaluate outputs/<run> --data ../shared/abid            # every image of a source
   bincount evaluate outputs/<run> --data ../shared/abid --split test -o /tmp/eval
   bincount evaluate outputs/<a> outputs/<b> outputs/<c> --split val     # an ensemble of three
@@ -53,6 +54,7 @@ def run(args) -> int:
         split=args.split,
         batch_size=args.batch_size,
         tta=tta,
+        prior=args.prior,
     )
     out = Path(args.output) if args.output else evaluate.default_output(ev, args.data)
     evaluate.write(ev, out)
@@ -87,6 +89,13 @@ def register(subparsers) -> dict:
         choices=["on", "off", "flips", "dihedral"],
         help="average the 4 flips (on, flips) or the 8 symmetries (dihedral) of each image "
         "(default: as the model was trained)",
+    )
+    p.add_argument(
+        "--prior",
+        choices=["train", "uniform"],
+        help="the prior over counts to answer under (default: as the model was trained, "
+        "model.prior): uniform divides the training split's count frequencies out (for a "
+        "balanced stream of bins), train keeps them",
     )
     p.add_argument("-o", "--output", help="folder for the results")
     return {"evaluate": p}

@@ -47,6 +47,8 @@ class CountModule(pl.LightningModule):
         layer_decay: float | None = None,
         aux_weight: float = 0.0,
         resize: str = "letterbox",
+        prior: str = "train",
+        train_counts: list[int] | None = None,
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
     ):
@@ -68,6 +70,8 @@ class CountModule(pl.LightningModule):
             tta=tta,
             n_aux=len(AUX_TARGETS) if aux_weight else 0,
             resize=resize,
+            prior=prior,
+            train_counts=train_counts,
         )
         # Not a registered child (its keys would gain a `model.` prefix): its parts are.
         object.__setattr__(self, "network", model)
@@ -93,6 +97,31 @@ class CountModule(pl.LightningModule):
         super().train(mode)
         self.network.train(mode)  # the net's own flag: test-time augmentation is off in training
         return self
+
+    def set_train_counts(self, train_counts: list[int]) -> None:
+        """The training split's photos per count: kept in the checkpoint (hyper_parameters),
+        divided out of every answer with model.prior=uniform."""
+        self.network.set_train_counts(train_counts)
+        self.hparams["train_counts"] = self.network.train_counts
+
+    def on_fit_start(self) -> None:
+        if self.hparams.get("prior", "train") == "train":
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not hasattr(datamodule, "class_counts"):
+            raise BincountError(
+                "model.prior=uniform needs the training split's photos per count: fit with "
+                "bincount's data module (data=...), or set model.prior=train"
+            )
+        self.set_train_counts(datamodule.class_counts("train"))
+        photos = self.network.train_counts
+        freq = [round(n / max(sum(photos), 1), 3) for n in photos]
+        log.info(
+            "model.prior=uniform: the training split's count frequencies %s are divided out "
+            "of every answer (counts %s)",
+            freq,
+            self.counts,
+        )
 
     def _sync(self) -> CountNet:
         """The net, following this module's hparams (tta and channels_last may be changed)."""
@@ -147,7 +176,7 @@ class CountModule(pl.LightningModule):
         x, y = batch[0], batch[1]
         # Validation sees each image once (TTA would multiply the cost of every epoch, and
         # checkpoint selection needs no more); test and inference average the views.
-        logits = self.head(self.raw(x)) if stage == "val" else self(x)
+        logits = self.network.scores(self.raw(x)) if stage == "val" else self(x)
         # The same loss for every head: the negative log-likelihood of the true count.
         loss = nn.functional.cross_entropy(logits.float(), y)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)

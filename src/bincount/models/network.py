@@ -19,6 +19,10 @@ TTA_VIEWS = {False: 1, "none": 1, True: 4, "flips": 4, "dihedral": 8}
 AUX_TARGETS = ("log_volume", "log_weight", "distinct")
 # How an image is made square (bincount.data.transforms.RESIZES).
 RESIZES = ("letterbox", "squash")
+# Which prior over the counts the probabilities assume (model.prior): `train`, the training
+# split's count frequencies (what training learns); `uniform`, every count equally likely (a
+# balanced stream of bins): those frequencies divided out of every answer.
+PRIORS = ("train", "uniform")
 
 
 class CountNet(nn.Module):
@@ -40,8 +44,15 @@ class CountNet(nn.Module):
         tta: bool | str = False,
         n_aux: int = 0,
         resize: str = "letterbox",
+        prior: str = "train",
+        train_counts: list[int] | None = None,
     ):
         super().__init__()
+        if prior not in PRIORS:
+            raise BincountError(
+                f"model.prior={prior!r}: use train (the training split's count frequencies) "
+                "or uniform (every count equally likely, for a balanced stream of bins)"
+            )
         self.backbone_name = backbone
         self.counts = [int(c) for c in counts]
         self.channels_last = channels_last
@@ -72,6 +83,40 @@ class CountNet(nn.Module):
         }
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
+        self.prior = prior
+        # Not in the state_dict (checkpoint keys stay net.* and head.*): rebuilt from the
+        # training split's counts, which checkpoints keep in their hyper_parameters.
+        self.register_buffer("log_prior_shift", torch.zeros(len(self.counts)), persistent=False)
+        self.train_counts: list[int] | None = None
+        self.set_train_counts(train_counts)
+
+    def set_train_counts(self, train_counts: list[int] | None) -> None:
+        """How many training photos each count has; with prior=uniform, their frequencies are
+        divided out of every answer (post-hoc logit adjustment: log p - log freq, renormalised)."""
+        if train_counts is None:
+            self.train_counts = None
+            self.log_prior_shift.zero_()
+            return
+        train_counts = [int(n) for n in train_counts]
+        if len(train_counts) != len(self.counts) or min(train_counts) < 0:
+            raise BincountError(
+                f"train_counts={train_counts}: need one count of photos >= 0 per count "
+                f"{self.counts}"
+            )
+        self.train_counts = train_counts
+        if self.prior == "uniform":
+            freq = torch.tensor(train_counts, dtype=torch.float64).clamp_min(1.0)
+            shift = -(freq / freq.sum()).log()
+            self.log_prior_shift.copy_((shift - shift.mean()).to(self.log_prior_shift))
+
+    def scores(self, raw: torch.Tensor) -> torch.Tensor:
+        """The head's per-count log-probabilities from its raw input, under `prior`."""
+        return self._under_prior(self.head(raw))
+
+    def _under_prior(self, log_probs: torch.Tensor) -> torch.Tensor:
+        if self.prior == "train":
+            return log_probs
+        return (log_probs.float() + self.log_prior_shift).log_softmax(1)
 
     @classmethod
     def from_hparams(cls, hparams: dict, n_aux: int, **overrides) -> CountNet:
@@ -89,6 +134,8 @@ class CountNet(nn.Module):
             "head",
             "tta",
             "resize",
+            "prior",
+            "train_counts",
         )
         kwargs = {k: hparams[k] for k in names if k in hparams}
         return cls(**{**kwargs, "n_aux": n_aux, **overrides})
@@ -116,7 +163,7 @@ class CountNet(nn.Module):
         if views is None:
             raise BincountError(f"model.tta={self.tta!r}: use false, flips (or true) or dihedral")
         if self.training or views == 1:
-            return self.head(self.raw(x))
+            return self.scores(self.raw(x))
         # Test-time augmentation: symmetries of each image (none changes the count), their
         # probabilities averaged. One batch of views x n images, so one pass through the net.
         n = x.shape[0]
@@ -125,7 +172,7 @@ class CountNet(nn.Module):
             t = x.transpose(2, 3)
             batch += [t, t.flip(3), t.flip(2), t.flip(2, 3)]
         probs = self.head(self.raw(torch.cat(batch))).softmax(1).view(views, n, -1).mean(0)
-        return probs.clamp_min(1e-7).log()
+        return self._under_prior(probs.clamp_min(1e-7).log())
 
     def predict_counts(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.tensor(self.counts, device=logits.device)[logits.argmax(1)]

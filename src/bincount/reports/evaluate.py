@@ -51,6 +51,7 @@ class Evaluation:
     confusion: list[list[int]]
     probabilities: list[list[float]] | None = None  # per image, per count
     members: list[Path] | None = None  # the checkpoints averaged, when more than one
+    prior: str | None = None  # the prior over counts asked for (None: each model's own)
 
     def summary(self) -> dict:
         return {
@@ -58,6 +59,7 @@ class Evaluation:
             **({"members": [str(m) for m in self.members]} if self.members else {}),
             "data": self.data,
             "split": self.split,
+            **({"prior": self.prior} if self.prior else {}),
             "images": len(self.paths),
             "counts": self.counts,
             "figures": self.figures,
@@ -105,6 +107,7 @@ def default_output(ev: Evaluation, data: str | None) -> Path:
     run's own split; `ensemble-...` for several models, in the first's run)."""
     tag = f"{Path(data).name if data else 'run'}-{ev.split}"
     tag = f"ensemble-{tag}" if ev.members else tag
+    tag = f"{tag}-prior-{ev.prior}" if ev.prior else tag
     return run_of(ev.checkpoint) / "eval" / tag
 
 
@@ -158,6 +161,24 @@ def probabilities(module, paths: list[Path], batch_size: int = 32) -> torch.Tens
     return torch.cat(out) if out else torch.zeros(0, len(module.counts))
 
 
+def set_prior(module, ckpt: Path, prior: str) -> None:
+    """Make `module` answer under `prior` (model.prior): uniform divides the training split's
+    count frequencies out; a checkpoint from before model.prior gets them from its run."""
+    from bincount.models.network import PRIORS
+
+    if prior not in PRIORS:
+        raise BincountError(f"--prior {prior}: use one of {', '.join(PRIORS)}")
+    module.prior = prior
+    train_counts = module.train_counts
+    if prior == "uniform" and train_counts is None:
+        from bincount.evalset import split_items
+
+        train = [c for _, c in split_items(run_of(ckpt), "train")]
+        train_counts = [train.count(c) for c in module.counts]
+        log.info("%s: training photos per count %s (its run's train split)", ckpt, train_counts)
+    module.set_train_counts(train_counts)
+
+
 def figures(
     counts: list[int], truth: list[int], predicted: list[int]
 ) -> tuple[dict, list[list[int]]]:
@@ -179,8 +200,10 @@ def evaluate(
     cache: Path | None = None,
     batch_size: int = 32,
     tta: bool | str | None = None,
+    prior: str | None = None,
 ) -> Evaluation:
     """`tta` None keeps each model's own test-time augmentation (model.tta); else overrides it.
+    `prior` None keeps each model's own prior over counts (model.prior); else overrides it.
     A list of models is an ensemble: their probabilities are averaged."""
     if batch_size < 1:
         raise BincountError(f"--batch-size {batch_size}: use a positive number, e.g. 32")
@@ -188,9 +211,11 @@ def evaluate(
     if not ckpts:
         raise BincountError("no model to evaluate: pass a run folder or a checkpoint")
     modules = [load(c) for c in ckpts]
-    for module in modules:
+    for ckpt, module in zip(ckpts, modules, strict=True):
         if tta is not None:
             module.tta = tta
+        if prior is not None:
+            set_prior(module, ckpt, prior)
     counts = [int(c) for c in modules[0].counts]
     for ckpt, module in zip(ckpts[1:], modules[1:], strict=True):
         if [int(c) for c in module.counts] != counts:
@@ -236,6 +261,7 @@ def evaluate(
         confusion,
         probabilities=probs.tolist(),
         members=ckpts if len(ckpts) > 1 else None,
+        prior=prior,
     )
 
 

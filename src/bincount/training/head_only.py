@@ -42,7 +42,8 @@ def _raw(module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _logits(module, x: torch.Tensor) -> torch.Tensor:
-    return module.head(_raw(module, x))
+    """Per-count log-probabilities under the model's prior (a CountModule or a CountNet)."""
+    return getattr(module, "network", module).scores(_raw(module, x))
 
 
 def evaluate(module, split: dict) -> tuple[dict[str, float], list[list[int]]]:
@@ -154,6 +155,9 @@ def run(cfg: DictConfig) -> float:
     datamodule = instantiate(cfg.data, mean=pre["mean"], std=pre["std"])
     datamodule.prepare_data()
     splits, info = features.load_or_extract(module, datamodule, cfg.data.cache_dir)
+    if module.hparams.get("prior", "train") != "train":  # model.prior=uniform
+        train_y = splits["train"]["y"]
+        module.set_train_counts([int((train_y == i).sum()) for i in range(len(module.counts))])
     fit_start = time.monotonic()
     val, history = train_head(
         module,

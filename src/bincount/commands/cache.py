@@ -12,11 +12,12 @@ def register(sub) -> dict:
     caches = p.add_subparsers(dest="cache", metavar="CACHE", required=True)
     images = caches.add_parser(
         "images",
-        help="letterbox every image of a run's manifest to the training size, once",
-        description="Decode and letterbox the images of the manifest that `python train.py` "
-        "with the same data settings would use, into <cache_dir>/resized/. Train with "
-        "data.resized_cache=true to read them from there. Rebuilt when the size or the source "
-        "changes. Arguments are Hydra overrides of conf/train.yaml (data.*, model=...).",
+        help="make every image of a run's manifest square at the training size, once",
+        description="Decode the images of the manifest that `python train.py` with the same "
+        "data settings would use and make them square as data.resize says (letterbox or "
+        "squash), into <cache_dir>/resized/. Train with data.resized_cache=true to read them "
+        "from there. Rebuilt when the size, data.resize or the source changes. Arguments are "
+        "Hydra overrides of conf/train.yaml (data.*, model=...).",
     )
     images.add_argument(
         "overrides", nargs="*", metavar="OVERRIDE", help="e.g. data.image_size=320 model=resnet18"

@@ -108,7 +108,7 @@ def default_output(ev: Evaluation, data: str | None) -> Path:
     tag = f"{Path(data).name if data else 'run'}-{ev.split}"
     tag = f"ensemble-{tag}" if ev.members else tag
     tag = f"{tag}-prior-{ev.prior}" if ev.prior else tag
-    return run_of(ev.checkpoint) / "eval" / tag
+    return rundir.eval_dir(run_of(ev.checkpoint), tag)
 
 
 def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Path) -> list:

@@ -77,6 +77,27 @@ def test_optuna_sweep_of_the_shared_space(tiny_source, tmp_path):
     assert summary["best_value"] == max(float(t["val/acc"]) for t in trials)
 
 
+def test_a_minimizing_optuna_sweep_keeps_each_trials_lowest_epoch(tiny_source, tmp_path):
+    proc = run_train(
+        "-m",
+        "+sweep=hpo",
+        "hydra/sweeper=optuna",
+        "sweep.max_trials=2",
+        "sweep.objective.direction=minimize",
+        "optimized_metric=val/loss",
+        "sweep.params.batch_size.choices=[8]",
+        "trainer.max_epochs=2",
+        *sweep_args(tiny_source, tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    for i in (0, 1):
+        cfg = yaml.safe_load((sweep / str(i) / "config.yaml").read_text())
+        assert cfg["optimized_mode"] == "min"  # the best checkpoint is the lowest val/loss
+    summary = yaml.safe_load((sweep / "optuna.yaml").read_text())
+    assert summary["direction"] == "minimize" and summary["completed"] == 2
+
+
 def test_optuna_sweeper_refuses_a_grid_override(tmp_path):
     proc = run_train(
         "-m", "+sweep=hpo", "hydra/sweeper=optuna", "lr=0.01,0.1", f"hydra.sweep.dir={tmp_path}"

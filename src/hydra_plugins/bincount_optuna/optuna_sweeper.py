@@ -121,6 +121,11 @@ class BincountOptunaSweeper(Sweeper):
         seed = self.seed if self.seed is not None else space.seed
         dists = distributions(space)
         fixed = list(arguments)
+        # The checkpoint keeps the best epoch by the same direction as the study (as a SageMaker
+        # tuning job's trials get it), unless the command line says otherwise.
+        mode = "min" if space.direction == "minimize" else "max"
+        if not any(a.lstrip("+~").startswith("optimized_mode=") for a in arguments):
+            fixed.append(f"optimized_mode={mode}")
         keys = {k: (k if OmegaConf.select(self.config, k) is not None else f"++{k}") for k in dists}
 
         sweep_dir = Path(self.config.hydra.sweep.dir)

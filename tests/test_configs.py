@@ -75,7 +75,10 @@ def test_issue_example_overrides(make_cfg):
 def test_experiments_select_their_runner(make_cfg):
     assert make_cfg().runner._target_ == "bincount.training.fit.run"
     assert make_cfg("experiment=head_sweep").runner._target_ == "bincount.training.head_only.run"
-    best = make_cfg("experiment=best")
-    assert best.runner._target_ == "bincount.training.ensemble.run"
-    assert set(best.runner.members) == {"ordinal", "ordinal_turns", "lite1"}
+    ensemble = make_cfg("experiment=ensemble")
+    assert ensemble.runner._target_ == "bincount.training.ensemble.run"
+    assert set(ensemble.runner.members) == {"ordinal", "turns"}
+    best = make_cfg("experiment=best")  # best_single's training, answered with flip TTA
+    assert best.runner._target_ == "bincount.training.fit.run"
+    assert (best.model.tta, best.model.prior, best.trainer.max_epochs) == ("flips", "uniform", 8)
     assert "ensemble" not in make_cfg() and "head_only" not in make_cfg("experiment=head_sweep")

@@ -1,4 +1,4 @@
-"""An ensemble run (`runner=ensemble` with `runner.members`, as in experiment=best): members
+"""An ensemble run (`runner=ensemble` with `runner.members`, as in experiment=ensemble): members
 trained by train.py one after another, their probabilities averaged on val and test, finished
 members reused."""
 

@@ -1,7 +1,7 @@
 """train(cfg) -> float: run the training runner the config selects (`runner`, conf/runner/).
 
 `runner=fit` (the default) builds everything from the config, fits, tests and writes the run's
-files (`bincount.training.fit`); `experiment=head_sweep` selects `head_only`, `experiment=best`
+files (`bincount.training.fit`); `experiment=head_sweep` selects `head_only`, `experiment=ensemble`
 `ensemble`. The returned number is `cfg.optimized_metric` (best `val/acc` by default): what
 sweeps optimize.
 """

@@ -145,5 +145,7 @@ def test_every_sagemaker_option_composes_with_the_launch_root(option):
 
 def test_an_ensemble_is_refused_before_anything_is_sent():
     with pytest.raises(BincountError, match="experiment=best_single"):
-        spec.build(compose_launch("experiment=best"), overrides.split(["experiment=best"]), "id")
+        spec.build(
+            compose_launch("experiment=ensemble"), overrides.split(["experiment=ensemble"]), "id"
+        )
     spec.refuse_ensemble(compose_launch("experiment=best_single"))  # one model: fine

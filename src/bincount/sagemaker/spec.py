@@ -198,7 +198,7 @@ def refuse_ensemble(cfg: DictConfig) -> None:
     """An ensemble (runner=ensemble) trains several models: no one job's model to serve."""
     if OmegaConf.select(cfg, "runner._target_") == ENSEMBLE_RUNNER:
         raise BincountError(
-            "an ensemble (runner=ensemble, e.g. experiment=best) does not run as one training "
+            "an ensemble (runner=ensemble, e.g. experiment=ensemble) does not run as one training "
             "job: its model folder would hold no single checkpoint to serve. Launch "
             "experiment=best_single, or launch each member as its own job and average them "
             "with `bincount evaluate RUN1 RUN2 RUN3`"

@@ -1,4 +1,4 @@
-"""`runner=ensemble` (`runner.members` in the config, e.g. `experiment=best`).
+"""`runner=ensemble` (`runner.members` in the config, e.g. `experiment=ensemble`).
 
 Each member is a run of `python train.py` with its own overrides (plus the command line's, so
 `data.source=...` or `trainer.max_epochs=...` reach every member), trained one after another

@@ -204,6 +204,6 @@ def test_an_ensemble_is_refused_before_anything_trains(tmp_path):
         "BINCOUNT_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
     }
     with pytest.raises(BincountError, match="experiment=best_single"):
-        build_config(["--experiment", "best"], env)
+        build_config(["--experiment", "ensemble"], env)
     cfg, _, _ = build_config(["--experiment", "best_single"], env)
     assert cfg.model.head == "ordinal" and cfg.runner._target_ == "bincount.training.fit.run"

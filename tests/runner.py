@@ -23,3 +23,20 @@ def run_train(*overrides: str, cwd: Path | None = None, env: dict | None = None,
         text=True,
         timeout=timeout,
     )
+
+
+def run_tiny(source: Path, base: Path, *overrides: str):
+    """A tiny real run (experiment=smoke, no test split) of `source` in `base`/run, with
+    `overrides`; returns (run folder, CompletedProcess) after checking it succeeded."""
+    run = base / "run"
+    proc = run_train(
+        "experiment=smoke",
+        f"data.source={source}",
+        f"paths.data_dir={base / 'data'}",
+        f"hydra.run.dir={run}",
+        "data.num_workers=0",
+        "test=false",
+        *overrides,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run, proc

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from runner import run_train
+from runner import run_tiny
 from torchvision.transforms import v2
 
 from bincount import export, inference
@@ -19,20 +19,13 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def squash_run(tiny_source, tmp_path_factory):
     """A tiny real run trained with data.resize=squash (64 px, one short epoch)."""
-    base = tmp_path_factory.mktemp("squash")
-    run = base / "run"
-    proc = run_train(
-        "experiment=smoke",
-        f"data.source={tiny_source}",
-        f"paths.data_dir={base / 'data'}",
-        f"hydra.run.dir={run}",
+    run, _ = run_tiny(
+        tiny_source,
+        tmp_path_factory.mktemp("squash"),
         f"data.image_size={SIZE}",
         "data.resize=squash",
-        "data.num_workers=0",
         "data.max_per_split=16",
-        "test=false",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     return run
 
 

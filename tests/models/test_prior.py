@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from runner import run_train
+from runner import run_tiny
 
 from bincount import export, inference
 from bincount.data import transforms
@@ -77,21 +77,14 @@ def test_a_count_without_training_photos_and_bad_values_are_clear():
 @pytest.fixture(scope="module")
 def uniform_run(tiny_source, tmp_path_factory):
     """A tiny real run trained with model.prior=uniform (64 px, one short epoch)."""
-    base = tmp_path_factory.mktemp("uniform")
-    run = base / "run"
-    proc = run_train(
-        "experiment=smoke",
-        f"data.source={tiny_source}",
-        f"paths.data_dir={base / 'data'}",
-        f"hydra.run.dir={run}",
+    run, proc = run_tiny(
+        tiny_source,
+        tmp_path_factory.mktemp("uniform"),
         "data.image_size=64",
-        "data.num_workers=0",
         "data.max_per_split=24",
         "model.head=ordinal",
         "model.prior=uniform",
-        "test=false",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     return run, proc.stdout + proc.stderr + (run / "train.log").read_text()
 
 

@@ -94,13 +94,23 @@ def test_adding_photos_never_moves_a_photo_between_splits(abid):
     assert splits(other) != before  # the seed does move them
 
 
-def test_several_sources_one_manifest_originals_win(abid, tmp_path):
+@pytest.mark.parametrize("flag", [{"original": False}, {"squashed": True}])
+def test_several_sources_one_manifest_originals_win(abid, tmp_path, flag):
     ids = all_ids(abid)[::200]  # 14 photos
     original = add_photos(abid, tmp_path / "orig", ids[:8])
-    # The squashed source has 4 of the same ids (other bytes) and 6 of its own.
+    # The source of copies has 4 of the same ids (other bytes) and 6 of its own.
     small = squashed_copy(abid, tmp_path / "small", ids[4:])
-    listing = [manifest.Located(small, squashed=True), manifest.Located(original)]
-    _, rows = manifest.load_or_build(listing, tmp_path / "cache", COUNTS, FRACTIONS, 5)
+    listing = [manifest.Located(small, **flag), manifest.Located(original)]
+    path, rows = manifest.load_or_build(listing, tmp_path / "cache", COUNTS, FRACTIONS, 5)
+    # original: false and squashed: true are one setting: the same manifest (name and rows)
+    assert (
+        path.name
+        == manifest.manifest_path(
+            tmp_path,
+            [manifest.Located(small, squashed=True), manifest.Located(original)],
+            {"counts": COUNTS, "split": list(FRACTIONS), "seed": 5, "file_list": None},
+        ).name
+    )
     by_id = {r.id: r for r in rows}
     assert sorted(by_id) == sorted(ids) and len(rows) == len(ids)  # each id once
     for i in ids[:8]:  # the original bytes win, whichever source is listed first
@@ -109,7 +119,7 @@ def test_several_sources_one_manifest_originals_win(abid, tmp_path):
         assert by_id[i].source == str(small) and by_id[i].split == "train"
 
     dm = BinDataModule(
-        source=[str(original), {"path": str(small), "squashed": True}],
+        source=[str(original), {"path": str(small), **flag}],
         cache_dir=str(tmp_path / "cache"),
         split=list(FRACTIONS),
         seed=5,
@@ -130,8 +140,10 @@ def test_several_sources_one_manifest_originals_win(abid, tmp_path):
     [
         ([], "empty list"),
         (["a", "a"], "lists a twice"),
-        ([{"path": "a", "squashd": True}], "path \\(required\\) and squashed only"),
-        ([{"path": "a", "squashed": "yes"}], "squashed true or false"),
+        ([{"path": "a", "squashd": True}], "path \\(required\\), original and squashed only"),
+        ([{"path": "a", "squashed": "yes"}], "original and squashed true or false"),
+        ([{"path": "a", "original": "no"}], "original and squashed true or false"),
+        ([{"path": "a", "original": True, "squashed": True}], "drop original: true"),
         ([3], "is not a path"),
     ],
 )
@@ -141,8 +153,15 @@ def test_bad_source_lists_say_how_to_write_them(setting, words):
 
 
 def test_source_lists_parse(tmp_path):
-    got = sources.parse_sources(["a", {"path": "s3://b/p", "squashed": True}])
-    assert got == [sources.Source("a"), sources.Source("s3://b/p", True)]
+    got = sources.parse_sources(
+        ["a", {"path": "s3://b/p", "squashed": True}, {"path": "c", "original": False}]
+    )
+    assert got == [
+        sources.Source("a"),
+        sources.Source("s3://b/p", original=False, squashed=True),
+        sources.Source("c", original=False),
+    ]
+    assert sources.Source("d", squashed=True).original is False  # squashed: copies
     assert sources.parse_sources("x") == [sources.Source("x")]
 
 
@@ -185,3 +204,100 @@ def test_split_channels_of_several_sources_read_each_photo_from_its_source(abid,
     }
     assert len(images) == len(rows) == len(ids)
     assert {images[f"{i}.jpg"].parent.parent for i in ids[6:]} == {second.resolve()}
+
+
+def stub_source(abid: Path, dest: Path, per_count: int = 3) -> Path:
+    """Real photos of ../shared/abid-256 (counts 1, 2, 4, 5) with their stub metadata
+    (EXPECTED_QUANTITY and label_source only: no products), hard-linked into `dest`."""
+    shared = abid.parent / "abid-256"
+    if not (shared / "sources.csv").is_file():
+        pytest.fail(f"{shared} is missing: this test needs ../shared/abid-256 beside the checkout")
+    by_count: dict[str, list[str]] = {}
+    for line in (shared / "sources.csv").read_text().splitlines()[1:]:
+        image_id, label = line.split(",")[:2]
+        by_count.setdefault(label, []).append(image_id)
+    ids = [i for label in sorted(by_count) for i in sorted(by_count[label])[:per_count]]
+    return add_photos(shared, dest, ids)
+
+
+def test_a_source_with_stub_metadata_trains_describes_and_is_left_out_of_orders(
+    abid, tiny_source, tmp_path, caplog, capsys
+):
+    from runner import run_tiny
+
+    from bincount import orders
+    from bincount.cli import main
+
+    stub = stub_source(abid, tmp_path / "abid-256")
+    stubs = {p.stem for p in (stub / "metadata").glob("*.json")}
+    assert len(stubs) == 12
+    assert not any(
+        manifest.has_products((stub / "metadata" / f"{i}.json").read_bytes()) for i in stubs
+    )
+    (stub / "bin-images" / "no_meta.jpg").write_bytes(
+        (stub / "bin-images" / f"{min(stubs)}.jpg").read_bytes()
+    )
+
+    # Trains (with a product-derived target, the auxiliary head, on): each stub once, in train.
+    run, proc = run_tiny(
+        f"[{tiny_source},{{path:{stub},original:false}}]",
+        tmp_path,
+        "data.image_size=64",
+        "trainer.max_epochs=1",
+        "model.aux_weight=0.5",
+    )
+    log_text = (run / "train.log").read_text() if (run / "train.log").exists() else ""
+    said = proc.stdout + proc.stderr + log_text
+    rows = manifest.read(next((tmp_path / "data" / "manifests").glob("abid+1-*.csv")))
+    by_id = {r.id: r for r in rows}
+    assert all(by_id[i].split == "train" and by_id[i].source == str(stub) for i in stubs)
+    train = [r for r in rows if r.split == "train"]
+    assert "stub metadata, without products (no BIN_FCSKU_DATA, e.g. 1" in said, said[-3000:]
+    assert "without products (no BIN_FCSKU_DATA, e.g. " + min(stubs) + "): 12," in said
+    assert "photos without a metadata file (no count): 1, not used (e.g. no_meta" in said
+    assert f"auxiliary targets: 12 of {len(train)} train photos have no products" in said
+
+    # Describes: the stub folder alone, and the run's manifest by source.
+    out = tmp_path / "describe"
+    assert main(["data", "describe", str(stub), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["usable"] == 12 and summary["without_products"] == 12
+    assert summary["per_count"] == {"1": 3, "2": 3, "4": 3, "5": 3}
+    assert "12 of the usable have stub metadata" in (out / "report.md").read_text()
+    csv_path = next((tmp_path / "data" / "manifests").glob("abid+1-*.csv"))
+    assert (
+        main(["data", "describe", str(stub), "-o", str(out / "m"), "--manifest", str(csv_path)])
+        == 0
+    )
+    per_source = json.loads((out / "m" / "summary.json").read_text())["sources"]
+    assert per_source[0] == [
+        "source",
+        *[f"count {c}" for c in COUNTS],
+        "train",
+        "val",
+        "test",
+        "images",
+    ]
+    assert per_source[1:] == [
+        ["abid", 8, 8, 8, 8, 8, 20, 10, 10, 40],
+        ["abid-256", 3, 3, 0, 3, 3, 12, 0, 0, 12],
+    ]
+
+    # Left out of the train split's order stream, with a count of what was left out.
+    caplog.set_level(logging.INFO, logger="bincount.order_check")
+    capsys.readouterr()
+    output = tmp_path / "orders.jsonl"
+    assert main(["orders", str(run), "--split", "train", "-o", str(output)]) == 0
+    written = orders.read(output)
+    in_stream = {Path(o.image).stem for o in written}
+    assert in_stream and not in_stream & stubs
+    no_lines = [
+        r.id
+        for r in train
+        if orders.read_bin(Path(r.source) / "bin-images" / f"{r.id}.jpg") is None
+    ]
+    assert stubs <= set(no_lines) and len(written) == len(train) - len(no_lines)
+    assert (
+        f"{len(no_lines)} of {len(train)} train photos have no line items: left out" in caplog.text
+    )
+    assert f"{len(written)} train orders" in capsys.readouterr().out

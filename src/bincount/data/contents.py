@@ -9,12 +9,14 @@ height in inches, weight in pounds). Three figures summarise how full the bin is
 
 They are targets of an auxiliary head during training only (`model.aux_weight`); a photo alone
 is what the model sees at inference. A figure that a file cannot give (a missing dimension or
-weight) is NaN and left out of the loss.
+weight) is NaN and left out of the loss; a photo whose metadata lists no products (a stub, as
+../shared/abid-256's are) has no figure at all, and `load_paths` says how many.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import torch
 
 from bincount.data import layout
 
+log = logging.getLogger(__name__)
 NAMES = ("log_volume", "log_weight", "distinct")
 
 
@@ -52,8 +55,9 @@ def load(folder: Path, ids: list[str]) -> torch.Tensor:
     return load_paths(ids, [layout.image_path(folder, i) for i in ids])
 
 
-def load_paths(ids: list[str], images: list[Path]) -> torch.Tensor:
-    """`load` for photos of several sources: each id's metadata beside its image's folder."""
+def load_paths(ids: list[str], images: list[Path], what: str = "photos") -> torch.Tensor:
+    """`load` for photos of several sources: each id's metadata beside its image's folder.
+    Photos without products (every figure NaN) are counted in one log line naming `what`."""
     rows = []
     for image_id, image in zip(ids, images, strict=True):
         try:
@@ -61,7 +65,17 @@ def load_paths(ids: list[str], images: list[Path]) -> torch.Tensor:
         except (OSError, ValueError):
             meta = {}
         rows.append(figures(meta if isinstance(meta, dict) else {}))
-    return torch.tensor(rows, dtype=torch.float32).reshape(len(ids), len(NAMES))
+    out = torch.tensor(rows, dtype=torch.float32).reshape(len(ids), len(NAMES))
+    skipped = int(out.isnan().all(1).sum())
+    if skipped:
+        log.info(
+            "auxiliary targets: %d of %d %s have no products in their metadata (stubs): "
+            "skipped (left out of the auxiliary loss)",
+            skipped,
+            len(ids),
+            what,
+        )
+    return out
 
 
 def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:

@@ -78,7 +78,7 @@ class BinDataModule(pl.LightningDataModule):
         resize: str = "letterbox",
     ):
         super().__init__()
-        # A folder or s3:// URI, or a list of them (sources.parse_sources: squashed copies too).
+        # A folder or s3:// URI, or a list of them (sources.parse_sources: copies too).
         self.sources = sources.parse_sources(source)
         self.source = source
         self.cache_dir = Path(cache_dir)
@@ -125,7 +125,7 @@ class BinDataModule(pl.LightningDataModule):
 
     def _load(self) -> None:
         located = [
-            manifest.Located(sources.resolve_source(s.path, self.cache_dir), s.squashed)
+            manifest.Located(sources.resolve_source(s.path, self.cache_dir), s.original, s.squashed)
             for s in self.sources
         ]
         folders = [s.folder for s in located]
@@ -186,7 +186,10 @@ class BinDataModule(pl.LightningDataModule):
     def _attach_contents(self) -> None:
         """Give every dataset the metadata's auxiliary targets, standardised on train."""
         names = list(self.datasets)
-        raw = [contents.load_paths(self.datasets[n].ids, self.datasets[n].paths) for n in names]
+        raw = [
+            contents.load_paths(self.datasets[n].ids, self.datasets[n].paths, f"{n} photos")
+            for n in names
+        ]
         for name, aux in zip(names, contents.standardise(*raw), strict=True):
             self.datasets[name].aux = aux
 

@@ -9,9 +9,13 @@ their names, sizes and mtimes). A run whose sources no longer match that record 
 manifest and logs why; one whose sources are unchanged reads it.
 
 Several sources make one manifest. An id held by several is kept once: from an original source
-before a squashed one (resized copies, `{path: ..., squashed: true}` in `data.source`), else
-from the first listed. Photos of a squashed source are training photos only: validation and test
-are original photos.
+before a source of copies (resized, re-encoded: `{path: ..., original: false}` in `data.source`,
+or the older `squashed: true`), else from the first listed. Photos of a source of copies are
+training photos only: validation and test are original photos.
+
+The build log counts what it cannot use and what is thin: photos without a metadata file (one
+line), and photos whose metadata is a stub without products (`BIN_FCSKU_DATA`; e.g.
+../shared/abid-256's): those train, but carry no order lines and no product-derived targets.
 """
 
 from __future__ import annotations
@@ -51,10 +55,21 @@ class Row:
 
 @dataclass(frozen=True)
 class Located:
-    """A source as the manifest sees it: a local folder in the bucket layout."""
+    """A source as the manifest sees it: a local folder in the bucket layout, and whether its
+    photos are the original bytes (False: copies, training only; `squashed` implies False)."""
 
     folder: Path
+    original: bool = True
     squashed: bool = False
+
+    def __post_init__(self):
+        if self.squashed and self.original:
+            object.__setattr__(self, "original", False)
+
+    @property
+    def copies(self) -> bool:
+        """Not the original bytes: trains only, loses to an original of the same id."""
+        return not self.original
 
 
 def _located(where) -> list[Located]:
@@ -86,6 +101,16 @@ def parse_count(data: bytes, path: Path | str) -> int:
     return value
 
 
+def has_products(data: bytes) -> bool:
+    """Whether metadata bytes list products (a non-empty BIN_FCSKU_DATA); stubs do not."""
+    try:
+        meta = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    products = meta.get("BIN_FCSKU_DATA") if isinstance(meta, dict) else None
+    return isinstance(products, dict) and bool(products)
+
+
 def verify_jpeg(data: bytes) -> None:
     """Decode the whole image (at 1/8 scale, which still reads every byte); raise if broken."""
     try:
@@ -100,20 +125,35 @@ def verify_jpeg(data: bytes) -> None:
         raise BincountError(f"image does not decode ({e})") from None
 
 
-def _check(folder: Path, image_id: str) -> tuple[str, int | None, str | None]:
-    """(id, count, None) for a usable image, (id, None, reason) for one to skip."""
+def _check(folder: Path, image_id: str) -> tuple[str, int | None, str | None, bool]:
+    """(id, count, None, has products) for a usable image, (id, None, reason, False) for one to
+    skip."""
+    meta = layout.metadata_path(folder, image_id)
     try:
-        count = read_count(layout.metadata_path(folder, image_id))
+        try:
+            data = meta.read_bytes()
+        except FileNotFoundError:
+            raise BincountError(f"{meta}: metadata file missing") from None
+        count = parse_count(data, meta)
         path = layout.image_path(folder, image_id)
         if not path.is_file():
-            return image_id, None, f"{path}: image missing"
+            return image_id, None, f"{path}: image missing", False
         try:
             verify_jpeg(path.read_bytes())
         except BincountError as e:
-            return image_id, None, f"{path}: {e}"
-        return image_id, count, None
+            return image_id, None, f"{path}: {e}", False
+        return image_id, count, None, has_products(data)
     except BincountError as e:
-        return image_id, None, str(e)
+        return image_id, None, str(e), False
+
+
+def photos_without_metadata(folder: Path) -> list[str]:
+    """Ids of `bin-images/*.jpg` in `folder` that have no `metadata/<id>.json` (never used)."""
+    with os.scandir(folder / layout.METADATA) as it:
+        labelled = {e.name.removesuffix(".json") for e in it if e.name.endswith(".json")}
+    with os.scandir(folder / layout.IMAGES) as it:
+        photos = {e.name.removesuffix(".jpg") for e in it if e.name.endswith(".jpg")}
+    return sorted(photos - labelled)
 
 
 def _check_fractions(fractions) -> tuple[float, float, float]:
@@ -167,8 +207,8 @@ def build(
     """Rows of the manifest of `where` (a folder, or a list of folders or `Located`), and
     (id, reason) for every image that was skipped."""
     located = _located(where)
-    # Originals first, then squashed copies; in list order within each.
-    ranked = sorted(located, key=lambda s: s.squashed)
+    # Originals first, then copies; in list order within each.
+    ranked = sorted(located, key=lambda s: s.copies)
     wanted = None if ids is None else list(dict.fromkeys(ids))
     jobs = []
     for src in ranked:
@@ -182,13 +222,17 @@ def build(
     chosen: dict[str, tuple[Located, int]] = {}
     broken: dict[str, list[str]] = defaultdict(list)
     duplicates = []
-    for src, image_id, count, reason in results:
+    stubs: set[str] = set()
+    for src, image_id, count, reason, products in results:
         if reason is not None:
             broken[image_id].append(reason)
         elif image_id in chosen:
             duplicates.append((image_id, chosen[image_id][0].folder, src.folder))
         else:
             chosen[image_id] = (src, count)
+            if not products:
+                stubs.add(image_id)
+    _log_thin(ranked, {i for i, (_, c) in chosen.items() if c in counts} & stubs)
     skipped = [
         (i, r if i not in chosen else f"{r} (read from {chosen[i][0].folder} instead)")
         for i, reasons in broken.items()
@@ -216,8 +260,30 @@ def build(
             "data.counts and data.file_list"
         )
     origin = {i: str(s.folder) for i, (s, _) in chosen.items()}
-    train_only = {i for i, (s, _) in chosen.items() if s.squashed}
+    train_only = {i for i, (s, _) in chosen.items() if s.copies}
     return assign_splits(labelled, fractions, seed, origin, train_only), skipped
+
+
+def _log_thin(located: list[Located], stubs: set[str]) -> None:
+    """One line for the photos without a metadata file, one for the stub metadata kept."""
+    orphans = {s.folder: photos_without_metadata(s.folder) for s in located}
+    n = sum(map(len, orphans.values()))
+    if n:
+        folder, ids = next((f, i) for f, i in orphans.items() if i)
+        log.warning(
+            "photos without a metadata file (no count): %d, not used (e.g. %s in %s); fetch "
+            "their metadata/<id>.json to use them",
+            n,
+            ids[0],
+            folder / layout.IMAGES,
+        )
+    if stubs:
+        log.info(
+            "photos with stub metadata, without products (no BIN_FCSKU_DATA, e.g. %s): %d, "
+            "trained on, left out of order streams and product-derived targets",
+            min(stubs),
+            len(stubs),
+        )
 
 
 def fingerprint(folder: Path) -> dict:
@@ -238,10 +304,10 @@ def fingerprint(folder: Path) -> dict:
 
 
 def manifest_path(cache_dir: Path, where, spec: dict) -> Path:
-    """Named by the sources (folders, squashed or not) and the settings, not their contents:
+    """Named by the sources (folders, copies or not) and the settings, not their contents:
     a source that changes rebuilds the same file (see `load_or_build`)."""
     located = _located(where)
-    srcs = [[str(s.folder), s.squashed] for s in located]
+    srcs = [[str(s.folder), s.copies] for s in located]  # True: copies (named so since v2)
     key = hashlib.sha1(
         json.dumps({"format": FORMAT, "sources": srcs, **spec}, sort_keys=True).encode()
     )
@@ -263,7 +329,8 @@ def _record(located: list[Located], file_list: Path | None) -> dict:
     return {
         "format": FORMAT,
         "sources": [
-            {"folder": str(s.folder), "squashed": s.squashed, **fingerprint(s.folder)}
+            # "squashed" is the record's name (format 2) for copies of any kind
+            {"folder": str(s.folder), "squashed": s.copies, **fingerprint(s.folder)}
             for s in located
         ],
         "file_list": listing,

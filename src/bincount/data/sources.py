@@ -6,9 +6,11 @@ way the rest of the pipeline sees a local folder in that layout: an s3 source is
 first (fetched once, see `cached_source`).
 
 `data.source` may also be a list of sources, one dataset over all of them. Each element is a
-folder or URI, or a mapping `{path: ..., squashed: true}` for a source whose photos are not the
-original bytes but resized copies (e.g. ../shared/abid-224: squashed to 224x224, re-encoded).
-A squashed source trains only (never in val or test) and loses to an original copy of an id.
+folder or URI, or a mapping `{path: ..., original: false}` for a source whose photos are not the
+original bytes but resized copies (e.g. ../shared/abid-256: resized to 256 px, aspect ratio
+kept, re-encoded). Such copies train only (never in val or test) and lose to an original copy
+of an id. `squashed: true` (abid-224: squashed to 224x224) is the older name: it means
+`original: false` and records that the copies are stretched; nothing else differs today.
 """
 
 from __future__ import annotations
@@ -29,17 +31,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Source:
-    """One element of `data.source`: where (a folder or s3:// URI) and whether its photos are
-    squashed copies rather than the original bytes."""
+    """One element of `data.source`: where (a folder or s3:// URI), whether its photos are the
+    original bytes (False: resized copies, training only) and whether the copies are squashed
+    (stretched to a square; `squashed=True` implies `original=False`)."""
 
     path: str
+    original: bool = True
     squashed: bool = False
 
+    def __post_init__(self):
+        if self.squashed and self.original:
+            object.__setattr__(self, "original", False)
 
+
+KEYS = ("path", "original", "squashed")
 _SOURCE_HINT = (
     "data.source is a folder, an s3:// URI, or a list of them where an element may be a "
-    "mapping {path: FOLDER_OR_URI, squashed: true} for resized copies, e.g. "
-    "data.source=[../shared/abid,{path:../shared/abid-224,squashed:true}]"
+    "mapping {path: FOLDER_OR_URI, original: false} for resized copies (training only), e.g. "
+    "data.source=[../shared/abid,{path:../shared/abid-256,original:false}]"
 )
 
 
@@ -52,30 +61,46 @@ def parse_sources(setting) -> list[Source]:
     out: list[Source] = []
     for item in items:
         if isinstance(item, str | Path):
-            path, squashed = str(item), False
+            source = Source(str(item))
         elif isinstance(item, Mapping):
-            extra = set(item) - {"path", "squashed"}
-            if extra or "path" not in item:
-                raise BincountError(
-                    f"data.source element {dict(item)!r}: a mapping takes path (required) and "
-                    f"squashed only; {_SOURCE_HINT}"
-                )
-            path, squashed = item["path"], item.get("squashed", False)
-            if not isinstance(path, str) or not isinstance(squashed, bool):
-                raise BincountError(
-                    f"data.source element {dict(item)!r}: path must be a string and squashed "
-                    f"true or false; {_SOURCE_HINT}"
-                )
+            source = _from_mapping(item)
         else:
             raise BincountError(f"data.source element {item!r} is not a path: {_SOURCE_HINT}")
-        if not path:
+        if not source.path:
             raise BincountError(f"data.source has an empty element: {_SOURCE_HINT}")
-        out.append(Source(path, squashed))
+        out.append(source)
     paths = [s.path for s in out]
     twice = sorted({p for p in paths if paths.count(p) > 1})
     if twice:
         raise BincountError(f"data.source lists {twice[0]} twice: list each source once")
     return out
+
+
+def _from_mapping(item: Mapping) -> Source:
+    """`{path: ..., original: false}` (or the older `{path: ..., squashed: true}`)."""
+    extra = set(item) - set(KEYS)
+    if extra or "path" not in item:
+        raise BincountError(
+            f"data.source element {dict(item)!r}: a mapping takes path (required), original "
+            f"and squashed only; {_SOURCE_HINT}"
+        )
+    path = item["path"]
+    original, squashed = item.get("original", True), item.get("squashed", False)
+    if (
+        not isinstance(path, str)
+        or not isinstance(original, bool)
+        or not isinstance(squashed, bool)
+    ):
+        raise BincountError(
+            f"data.source element {dict(item)!r}: path must be a string, original and squashed "
+            f"true or false; {_SOURCE_HINT}"
+        )
+    if squashed and item.get("original") is True:
+        raise BincountError(
+            f"data.source element {dict(item)!r}: squashed copies are not the original bytes: "
+            "drop original: true (squashed: true means original: false)"
+        )
+    return Source(path, original and not squashed, squashed)
 
 
 def resolve_source(source: str, cache_dir: str | Path) -> Path:

@@ -99,6 +99,7 @@ def metadata_facts(images: list[Image_]) -> list[list[str]]:
         d: [x for p in products.values() if (x := _measure(p.get(d), _LENGTH_UNITS))]
         for d in ("length", "width", "height")
     }
+    stubs = sum(not im.products for im in images)
     no_weight = sum(_measure(p.get("weight"), _WEIGHT_UNITS) is None for p in products.values())
     no_dims = sum(_measure(p.get("length"), _LENGTH_UNITS) is None for p in products.values())
     return [
@@ -112,6 +113,10 @@ def metadata_facts(images: list[Image_]) -> list[list[str]]:
         ["weight of a bin's contents, lb (min / median / max)", _spread(bin_weights, digits=2)],
         *[[f"product {d}, in (min / median / max)", _spread(v)] for d, v in dims.items()],
         ["products without a weight / without dimensions", f"{no_weight} / {no_dims}"],
+        [
+            "bins whose metadata lists no products (stubs: no order lines, no product targets)",
+            f"{stubs:,} of {len(images):,}",
+        ],
     ]
 
 
@@ -123,25 +128,54 @@ def split_rows(
     manifest_csv: Path | None,
 ) -> tuple[str, list[list]]:
     """(how the split was made, rows split x count) as training would see it."""
+    how, rows = _manifest_rows(usable, counts, fractions, seed, manifest_csv)
+    return how, split_table(rows) if rows else []
+
+
+def _manifest_rows(usable, counts, fractions, seed, manifest_csv) -> tuple[str, list]:
     if manifest_csv:
-        rows = manifest.read(Path(manifest_csv))
-        how = f"from the manifest {manifest_csv}"
-    else:
-        labelled = {i: c for i, c in usable.items() if c in counts}
-        if not labelled:
-            return f"no usable image has a count in {counts}", []
-        rows = manifest.stratified_split(labelled, fractions, seed)
-        how = (
-            f"as training makes it: counts {counts}, split {list(fractions)}, seed {seed} "
-            "(the data.* defaults)"
-        )
+        return f"from the manifest {manifest_csv}", manifest.read(Path(manifest_csv))
+    labelled = {i: c for i, c in usable.items() if c in counts}
+    if not labelled:
+        return f"no usable image has a count in {counts}", []
+    how = (
+        f"as training makes it: counts {counts}, split {list(fractions)}, seed {seed} "
+        "(the data.* defaults)"
+    )
+    return how, manifest.stratified_split(labelled, fractions, seed)
+
+
+def split_table(rows: list[manifest.Row]) -> list[list]:
+    """[header, split x count rows..., all]: photos per split and count."""
     table = Counter((r.split, r.count) for r in rows)
     shown = sorted({r.count for r in rows})
     out = []
     for split in manifest.SPLITS:
         out.append([split, *[table[split, c] for c in shown], sum(table[split, c] for c in shown)])
     out.append(["all", *[sum(table[s, c] for s in manifest.SPLITS) for c in shown], len(rows)])
-    return how, [["split", *[f"count {c}" for c in shown], "images"], *out]
+    return [["split", *[f"count {c}" for c in shown], "images"], *out]
+
+
+def source_table(rows: list[manifest.Row]) -> list[list]:
+    """[header, one row per source...]: photos per count and per split of each source of a
+    manifest of several sources (`data=all`); [] for a manifest of one source."""
+    by_source = sorted({r.source for r in rows})
+    if len(by_source) < 2:
+        return []
+    shown = sorted({r.count for r in rows})
+    counts = Counter((r.source, r.count) for r in rows)
+    splits = Counter((r.source, r.split) for r in rows)
+    out = [["source", *[f"count {c}" for c in shown], *manifest.SPLITS, "images"]]
+    for src in by_source:
+        out.append(
+            [
+                Path(src).name or src,
+                *[counts[src, c] for c in shown],
+                *[splits[src, s] for s in manifest.SPLITS],
+                sum(counts[src, c] for c in shown),
+            ]
+        )
+    return out
 
 
 def fetch_history(folder: Path) -> list:
@@ -211,16 +245,25 @@ def describe(
             {c: [layout.image_path(folder, i) for i in chosen] for c, chosen in picks.items()}
         ),
     }
-    how, splits = split_rows(
+    how, rows = _manifest_rows(
         {im.id: im.count for im in good}, sorted(counts), tuple(split), seed, manifest_csv
     )
+    splits = split_table(rows) if rows else []
+    per_source = source_table(rows)
+    stubs = sum(not im.products for im in good)
     sizes = Counter((im.width, im.height) for im in good)
     blocks = [
         Heading(f"Dataset: {folder.name}", 1),
         Text(
             f"{folder}: {len(ids):,} images listed"
             + (f" in {file_list}" if file_list else "")
-            + f", {len(good):,} usable, {len(bad):,} not."
+            + f", {len(good):,} usable, {len(bad):,} not"
+            + (
+                f"; {stubs:,} of the usable have stub metadata without products (they train, "
+                "but carry no order lines and no product-derived targets)."
+                if stubs
+                else "."
+            )
         ),
         Heading("Images per count"),
         Table(
@@ -254,6 +297,12 @@ def describe(
         Text(f"Split {how}."),
         Table(splits[0], splits[1:]) if splits else Text("(no split)"),
     ]
+    if per_source:
+        blocks += [
+            Heading("Sources"),
+            Text("Photos per source of the manifest (copies are training photos only)."),
+            Table(per_source[0], per_source[1:]),
+        ]
     blocks += fetch_history(folder)
     if bad:
         blocks += [
@@ -274,6 +323,8 @@ def describe(
             "usable": len(good),
             "per_count": {str(c): per_count[c] for c in sorted(per_count)},
             "splits": splits,
+            "sources": per_source,
+            "without_products": stubs,
             "unusable": {im.id: im.problem for im in bad},
         },
     )

@@ -1,5 +1,5 @@
-"""callbacks=ema: the checkpoints hold the averaged weights, and the test stage of train.py and
-anything that loads a checkpoint afterwards use those."""
+"""callbacks=ema and callbacks=swa: the checkpoints hold the averaged weights, and the test stage
+of train.py and anything that loads a checkpoint afterwards use those."""
 
 from __future__ import annotations
 
@@ -46,4 +46,39 @@ def test_ema_checkpoint_holds_the_averaged_weights(make_cfg, tiny_source):
         assert torch.equal(value, averaged[name]), name
     module = load(path)  # so do evaluate, serve and export
     for name, value in module.state_dict().items():
+        assert torch.equal(value, averaged[name]), name
+
+
+class Saved(pl.Callback):
+    """Records, per checkpoint written, its epoch and whether it holds an average."""
+
+    seen: ClassVar[list] = []
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        Saved.seen.append((checkpoint["epoch"], "current_model_state" in checkpoint))
+
+
+def test_swa_averages_the_second_half_and_last_keeps_that_average(make_cfg, tiny_source):
+    cfg = make_cfg(
+        "experiment=smoke",
+        "debug=limit",  # 2 epochs: callbacks.swa.start=0.5 averages from epoch 1 on
+        "callbacks=[swa,last]",
+        f"data.source={tiny_source}",
+        "data.image_size=64",
+        "data.num_workers=0",
+        "batch_size=4",
+    )
+    Saved.seen = []
+    with open_dict(cfg):
+        cfg.callbacks.probe = {"_target_": f"{__name__}.WeightsAtTest"}
+        cfg.callbacks.saved = {"_target_": f"{__name__}.Saved"}
+    train(cfg)
+    # epoch 0: nothing averaged yet, the raw weights are saved; epoch 1: the average
+    assert sorted(set(Saved.seen)) == [(0, False), (1, True)]
+    path = f"{cfg.paths.output_dir}/checkpoints/best.ckpt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 1  # callbacks=last: the last epoch, whatever val/acc said
+    averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
+    assert any(not torch.equal(averaged[k], current[k]) for k in averaged if "classifier" in k)
+    for name, value in WeightsAtTest.seen.items():  # the test stage used the average
         assert torch.equal(value, averaged[name]), name

@@ -7,6 +7,16 @@ epoch: a spot job killed after such epochs resumes from it and trains them again
 `train.py ckpt_path=.../last.ckpt` does the same. Here `last.ckpt` follows every epoch's end
 (every validation with `trainer.val_check_interval` < 1), as it did before 2.6.
 
+`keep` says which epoch `best.ckpt` holds: `best` (the default: the best `monitor`, i.e.
+`optimized_metric`) or `last` (the last epoch's weights, whatever the metric says: for a
+schedule that ends low, where the best epoch on a small validation split is partly noise;
+`callbacks.model_checkpoint.keep=last`, or `callbacks=last`). With `last`, train.py's objective
+is the metric at the last epoch.
+
+A monitor that ends in `_smooth` (`optimized_metric=val/macro_acc_smooth`) is logged by the
+`SmoothedMetric` callback (`callbacks=smooth`); without it, the run stops at the start with one
+line saying so (Lightning would fail after the first epoch).
+
 The class keeps Lightning's name: the callback's state key in a checkpoint is
 `ModelCheckpoint{...}` either way, so runs saved before this class resume with their best score.
 """
@@ -16,8 +26,35 @@ from __future__ import annotations
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 
+from bincount.callbacks.selection import SUFFIX, SmoothedMetric
+from bincount.errors import BincountError
+
+KEEP = ("best", "last")
+
 
 class ModelCheckpoint(LightningModelCheckpoint):
+    def __init__(self, *args, keep: str = "best", **kwargs):
+        if keep not in KEEP:
+            raise BincountError(
+                f"callbacks.model_checkpoint.keep={keep!r}: use best (the best optimized_metric "
+                "epoch) or last (the last epoch)"
+            )
+        self.keep = keep
+        if keep == "last":
+            kwargs["monitor"] = None  # Lightning then keeps the latest epoch (save_top_k=1)
+        super().__init__(*args, **kwargs)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        monitor = self.monitor or ""
+        smoothers = [c for c in trainer.callbacks if isinstance(c, SmoothedMetric)]
+        if monitor.endswith(SUFFIX) and monitor not in {c.name for c in smoothers}:
+            raise BincountError(
+                f"optimized_metric={monitor} is logged by the smoothing callback: add "
+                f"callbacks=smooth (it smooths {monitor.removesuffix(SUFFIX)}), or pick a "
+                "logged metric such as val/macro_acc"
+            )
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from bincount import hardware
-from bincount.data import contents, layout, manifest, resized, sources, transforms
+from bincount.data import contents, layout, manifest, resized, sampling, sources, transforms
 from bincount.errors import BincountError
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class BinDataModule(pl.LightningDataModule):
         train_fraction: float = 1.0,
         aux: bool = False,
         resize: str = "letterbox",
+        copies_per_epoch: float = 1.0,
+        progressive: list | None = None,
     ):
         super().__init__()
         # A folder or s3:// URI, or a list of them (sources.parse_sources: copies too).
@@ -112,6 +114,9 @@ class BinDataModule(pl.LightningDataModule):
                 f"data.train_fraction={train_fraction}: use a share of the training images in "
                 "(0, 1], e.g. 0.5 for a point of a learning curve"
             )
+        # What one training epoch reads (data/sampling.py): a share of the copies, a size by epoch.
+        self.copies_per_epoch = sampling.check_share(copies_per_epoch)
+        self.progressive = sampling.check_progressive(progressive, int(image_size))
         self.cache: resized.ResizedImages | None = None
         self.folder: Path | None = None  # the first source's folder
         self.folders: list[Path] = []
@@ -215,9 +220,30 @@ class BinDataModule(pl.LightningDataModule):
         gen = torch.Generator().manual_seed(self.seed)
         return WeightedRandomSampler(weights, len(ds), replacement=True, generator=gen)
 
+    def _epoch_sample(self, split: str) -> sampling.EpochSample:
+        """Every original photo and a fresh share of the copies each epoch (data/sampling.py)."""
+        copies = {str(f) for f, s in zip(self.folders, self.sources, strict=True) if not s.original}
+        ds = self.datasets[split]
+        is_copy = [str(p.parent.parent) in copies for p in ds.paths]
+        return sampling.EpochSample(
+            is_copy, self.copies_per_epoch, self.seed, ds.targets, self.balanced
+        )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """data.progressive: training batches at the epoch's size (validation at full size)."""
+        trainer = self.trainer
+        if not self.progressive or trainer is None or not trainer.training:
+            return batch
+        size = sampling.size_at(self.progressive, trainer.current_epoch)
+        return [sampling.resize_batch(batch[0], size), *batch[1:]]
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.datasets[split]
-        sampler = self._sampler(split) if shuffle and self.balanced else None
+        sampler = None
+        if shuffle and self.copies_per_epoch < 1:
+            sampler = self._epoch_sample(split)
+        elif shuffle and self.balanced:
+            sampler = self._sampler(split)
         return DataLoader(
             ds,
             batch_size=self.batch_size,

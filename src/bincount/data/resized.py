@@ -2,8 +2,8 @@
 
 `ensure(images, size, fill, cache_dir, resize)` returns the cache for these images ((id, path)
 pairs: the photos of one or several sources), building it when it is missing or stale. A cache
-is one folder under `<cache_dir>/resized/`, named by the first source folder, the size and a
-hash of (image paths, ids, size, fill, resize):
+is one folder under `<cache_dir>/resized/`, named by the source folders (`abid+3` for
+`data=all`), the size and a hash of (image paths, ids, size, fill, resize):
 
     images.npy   uint8 (N, size, size, 3), letterboxed or squashed exactly as training would
     index.json   the ids in row order, size, fill, resize, the files' fingerprint, build time
@@ -63,7 +63,9 @@ def cache_dir_for(
         "resize": resize,
     }
     key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    first = Path(images[0][1]).parent.parent.name if images else "empty"
+    # named by the sources' folders (the first by name, and how many more), as manifests are
+    names = sorted({Path(p).parent.parent.name for _, p in images}) or ["empty"]
+    first = names[0] + (f"+{len(names) - 1}" if len(names) > 1 else "")
     return Path(cache_dir) / "resized" / f"{first}-{size}px-{key}"
 
 

@@ -34,6 +34,13 @@ def run(args) -> int:
                 f"--check {image}: no such image file: give photos that exist, e.g. "
                 "../shared/abid/bin-images/01843.jpg"
             )
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and not out.is_dir():
+            raise BincountError(
+                f"-o {out} is not a folder: give a folder for model.onnx and model.json "
+                "(a new path or a folder)"
+            )
     from bincount.export import export_onnx, parity
 
     path = export_onnx(args.model, args.output)

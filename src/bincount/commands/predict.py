@@ -56,6 +56,8 @@ def run(args) -> int:
         batch_size=args.batch_size,
     )
     items, answers, errors = done.items, done.answers, done.errors
+    for note in done.skipped:
+        print(note)
     print(f"predicted {len(items) - errors} of {len(items)} images -> {done.path}")
     for item, answer in zip(items, answers, strict=True):
         if "error" in answer:

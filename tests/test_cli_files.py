@@ -264,14 +264,17 @@ def test_predict_onto_a_read_only_or_full_disk_is_one_line(trained_run, abid, tm
         "predict", trained_run, photo, "-o", tmp_path / "p.csv", limit_fsize=64, timeout=300
     )
     _one_line(proc, f"cannot write {tmp_path / 'p.csv'}", "File too large")
-    if os.access("/sys", os.W_OK) and not _read_only("/sys"):
-        pytest.skip("no read-only filesystem here (/sys is writable)")
-    proc = _bincount("predict", trained_run, photo, "-o", "/sys/bincount-p.csv", timeout=300)
-    _one_line(proc, "cannot write /sys/bincount-p.csv", "Read-only file system")
-
-
-def _read_only(path: str) -> bool:
-    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    # read-only even for root: an immutable folder (ext4's chattr +i)
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here: no read-only folder to try")
+    try:
+        proc = _bincount("predict", trained_run, photo, "-o", locked / "p.csv", timeout=300)
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    _one_line(proc, f"cannot write {locked / 'p.csv'}", "Operation not permitted")
+    assert not any(locked.iterdir())
 
 
 def test_export_onto_a_full_disk_or_a_file_is_one_line(trained_run, tmp_path, capsys):
@@ -280,3 +283,33 @@ def test_export_onto_a_full_disk_or_a_file_is_one_line(trained_run, tmp_path, ca
     _one_line(_main(capsys, "export", trained_run, "-o", target), "is not a folder")
     proc = _bincount("export", trained_run, "-o", tmp_path / "onnx", limit_fsize=4096)
     _one_line(proc, "cannot write", "File too large")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "{model}", "{photo}"],
+        ["export", "{model}"],
+        ["evaluate", "{model}"],
+        ["calibrate", "{model}"],
+        ["verify", "{model}", "{orders}"],
+    ],
+)
+def test_a_model_that_is_a_fifo_or_a_device_is_one_line(command, fifo, abid, tmp_path, capsys):
+    """torch would block on a FIFO forever (and read a device without end)."""
+    photo = next(iter(sorted((abid / "bin-images").glob("*.jpg"))))
+    orders = tmp_path / "orders.jsonl"
+    orders.write_text('{"id": "x"}\n')
+
+    def hung(*_):
+        raise TimeoutError("the command blocked on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        for model, words in ((fifo, "is a FIFO"), ("/dev/zero", "is a device")):
+            args = [a.format(model=model, photo=photo, orders=orders) for a in command]
+            _one_line(_main(capsys, *args), f"MODEL {model} {words}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -109,6 +109,24 @@ def read_input(path: str | os.PathLike, what: str = "", limit: int | None = None
     return data
 
 
+def check_input(path: str | os.PathLike, what: str = "", folder_ok: bool = False) -> Path:
+    """`path` is a regular file (or a folder, if `folder_ok`), else FileError: for the files
+    read by a library (a checkpoint torch loads), which must never be a device or a FIFO (a
+    FIFO would block the command forever). A missing path is left to the caller to name."""
+    path = Path(path)
+    name = f"{what} {path}" if what else str(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise FileError(f"cannot read {name} ({e.strerror or e}): check the path") from None
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return path
+    wanted = "a file or a folder" if folder_ok else "a regular file"
+    raise FileError(f"{name} is {_kind(mode)}: give {wanted}")
+
+
 def read_input_text(path: str | os.PathLike, what: str = "", limit: int | None = None) -> str:
     """`read_input` decoded as UTF-8 (a byte-order mark dropped); FileError if it is not text."""
     data = read_input(path, what, limit)

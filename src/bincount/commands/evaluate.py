@@ -42,8 +42,11 @@ def _check_data(data: str) -> None:
 
 
 def run(args) -> int:
+    from bincount.fileio import check_input
     from bincount.reports import evaluate
 
+    for model in args.model:
+        check_input(model, "MODEL", folder_ok=True)
     if args.data:
         _check_data(args.data)
     if args.output and Path(args.output).exists() and not Path(args.output).is_dir():

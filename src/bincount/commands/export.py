@@ -26,7 +26,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from bincount.errors import BincountError
+    from bincount.fileio import check_input
 
+    check_input(args.model, "MODEL", folder_ok=True)
     images = [Path(p) for p in args.check or []]
     for image in images:  # before torch loads and the export runs, which take a while
         if not image.is_file():

@@ -76,7 +76,7 @@ def run_orders(args) -> int:
 def run_verify(args) -> int:
     from bincount import order_check, orders
     from bincount.errors import BincountError
-    from bincount.fileio import check_output
+    from bincount.fileio import check_input, check_output
 
     if args.batch_size < 1:
         raise BincountError(f"--batch-size {args.batch_size} must be at least 1")
@@ -84,6 +84,7 @@ def run_verify(args) -> int:
     if args.truth and not truth.exists():
         raise BincountError(f"--truth {truth} does not exist")
     check_output(args.output, "-o")  # before the model loads
+    check_input(args.model, "MODEL", folder_ok=True)
     rows = order_check.verify(
         args.model, Path(args.orders), Path(args.output), args.backend, args.batch_size
     )

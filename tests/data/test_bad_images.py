@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 
 import pytest
@@ -44,6 +45,20 @@ def _truncate(dm, n: int) -> list[str]:
     for path in ds.paths[:n]:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 3])  # what a half-finished copy leaves
+    return ds.ids[:n]
+
+
+def _rot(dm, n: int) -> list[str]:
+    """Damage n training photos without changing their size or time (bit rot; a copy
+    tool that keeps both): the manifest's fingerprint still matches, so a new run reuses it
+    and meets the damage only when it decodes them."""
+    ds = dm.datasets["train"]
+    for path in ds.paths[:n]:
+        st = path.stat()
+        data = bytearray(path.read_bytes())
+        data[:64] = bytes(64)  # no JPEG marker left: not an image any more
+        path.write_bytes(bytes(data))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     return ds.ids[:n]
 
 
@@ -101,7 +116,7 @@ def test_a_training_lists_the_photos_it_skipped(source, tmp_path):
     dm.prepare_data()
     dm.setup()
     train_ids = dm.datasets["train"].ids
-    broken = _truncate(dm, 1)
+    broken = _rot(dm, 1)
 
     run = tmp_path / "run"
     proc = run_train(*common, f"hydra.run.dir={run}")
@@ -112,8 +127,10 @@ def test_a_training_lists_the_photos_it_skipped(source, tmp_path):
         (run / "train.log").read_text()
     )
 
+    log = (run / "train.log").read_text()
+    assert "manifest" in log and "building it" not in log  # the manifest was reused
     # two more, with at most one allowed: the run stops with one line
-    _truncate(dm, 3)
+    _rot(dm, 3)
     assert len(train_ids) > 3
     proc = run_train(*common, "data.max_bad_images=1", f"hydra.run.dir={tmp_path / 'run2'}")
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]

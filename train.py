@@ -2,11 +2,19 @@
 
 import sys
 
+from bincount import runlock
+from bincount.errors import BincountError
+
+try:  # a run folder in use (hydra.run.dir=...): refused before Hydra even loads
+    runlock.check_argv(sys.argv[1:])
+except BincountError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
 import hydra
 from omegaconf import DictConfig
 
 from bincount.config import register_resolvers
-from bincount.errors import BincountError
 
 register_resolvers()
 

@@ -1,13 +1,16 @@
 """Batch prediction: images from files, folders, CSV lists or s3 prefixes -> predictions.csv.
 
 Inputs:
-- an image file (.jpg, .jpeg, .png, .webp, .bmp), or a folder of them (searched recursively);
+- an image file (.jpg, .jpeg, .png, .webp, .bmp, .gif, .tif, .tiff), or a folder of them
+  (searched recursively; its other files are counted and named as left out, never silently);
 - a CSV with a `path` column (relative paths are relative to the CSV) and any other columns,
   e.g. an expected quantity (`--expected-column`) and the true count (`--truth-column`);
 - `s3://bucket/prefix`: every image object under the prefix (honours $AWS_ENDPOINT_URL).
 
 Every image goes through `bincount.inference` (or a SageMaker endpoint); an image that cannot
-be read gets its error in the `error` column and the rest carry on.
+be read gets its error in the `error` column and the rest carry on. Every local file is read
+through `bincount.fileio.read_input`: regular files only, at most its size cap (a CSV list
+naming `/dev/zero` is one error row, not a full memory).
 """
 
 from __future__ import annotations
@@ -15,16 +18,26 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bincount import inference, verification
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_text
+from bincount.fileio import (
+    MAX_INPUT_ENV,
+    atomic_write_text,
+    check_output,
+    max_input_bytes,
+    read_input,
+    read_input_text,
+)
 from bincount.settings import settings
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# Every suffix a photo may have: the decoder says which formats it reads (an error row names
+# the others), so no photo of a folder is left out without a word.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 @dataclass
@@ -35,20 +48,35 @@ class Item:
 
 
 def _file(path: Path, columns: dict | None = None) -> Item:
-    return Item(str(path), path.read_bytes, dict(columns or {}))
+    return Item(str(path), lambda: read_input(path, "image"), dict(columns or {}))
 
 
 def _csv_items(path: Path) -> Iterator[Item]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "path" not in reader.fieldnames:
+    text = read_input_text(path, "CSV list")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fields = reader.fieldnames
+        if not fields or "path" not in fields:
             raise BincountError(
-                f"{path} has no `path` column (columns: {reader.fieldnames}): "
+                f"{path} has no `path` column (columns: {fields}): "
                 "a CSV of images needs one, with the image file of each row"
             )
-        for row in reader:
-            image = Path(row["path"]).expanduser()
-            yield _file(image if image.is_absolute() else path.parent / image, row)
+        rows = list(reader)
+    except csv.Error as e:
+        raise BincountError(
+            f"{path} is not a readable CSV (line {reader.line_num}: {e}): write one row per "
+            "image, with a `path` column"
+        ) from None
+    for n, row in enumerate(rows, 2):
+        given = row.get("path")
+        if not isinstance(given, str) or not given.strip() or "\0" in given:
+            raise BincountError(
+                f"{path} line {n}: no usable image path in the `path` column (empty, or with "
+                "a NUL byte): give one on every row"
+            )
+        columns = {k: v for k, v in row.items() if isinstance(k, str) and isinstance(v, str)}
+        image = Path(given.strip()).expanduser()
+        yield _file(image if image.is_absolute() else path.parent / image, columns)
 
 
 def _s3_items(uri: str) -> Iterator[Item]:
@@ -67,13 +95,35 @@ def _s3_items(uri: str) -> Iterator[Item]:
         if key.lower().endswith(IMAGE_SUFFIXES):
 
             def read(key=key) -> bytes:
-                return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+                cap = max_input_bytes()
+                data = client.get_object(Bucket=bucket, Key=key)["Body"].read(cap + 1)
+                if len(data) > cap:
+                    raise BincountError(
+                        f"s3://{bucket}/{key} is larger than the limit of {cap} bytes "
+                        f"({MAX_INPUT_ENV}): leave it out, or raise the limit"
+                    )
+                return data
 
             yield Item(f"s3://{bucket}/{key}", read)
 
 
-def collect(inputs: list[str]) -> list[Item]:
-    """The images named by files, folders, CSV lists and s3 prefixes, in order."""
+def _folder_items(folder: Path, skipped: list[str]) -> list[Item]:
+    """The photos of a folder (recursively); its other files are noted in `skipped`."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    photos = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    others = Counter(p.suffix.lower() or "(no suffix)" for p in files if p not in set(photos))
+    if others:
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(others.items()))
+        skipped.append(
+            f"{folder}: left out {sum(others.values())} files that are not photos ({kinds})"
+        )
+    return [_file(p) for p in photos]
+
+
+def collect(inputs: list[str], skipped: list[str] | None = None) -> list[Item]:
+    """The images named by files, folders, CSV lists and s3 prefixes, in order; what a folder
+    held besides photos is noted in `skipped` (a line per folder)."""
+    skipped = [] if skipped is None else skipped
     items: list[Item] = []
     for given in inputs:
         if str(given).startswith("s3://"):
@@ -85,11 +135,7 @@ def collect(inputs: list[str]) -> list[Item]:
                     f"{path} does not exist: give an image, a folder, a CSV or s3://"
                 )
             if path.is_dir():
-                found = [
-                    _file(p)
-                    for p in sorted(path.rglob("*"))
-                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                ]
+                found = _folder_items(path, skipped)
             elif path.suffix.lower() == ".csv":
                 found = list(_csv_items(path))
             else:
@@ -120,6 +166,8 @@ def _expected(item: Item, column: str | None) -> int | None:
 def _read(item: Item, limits: dict) -> bytes:
     try:
         data = item.read()
+    except BincountError as e:  # fileio: not a regular file, over the size cap
+        raise inference.InputError(str(e)) from None
     except OSError as e:
         raise inference.InputError(f"cannot read {item.source} ({e})") from None
     except Exception as e:  # botocore errors for s3 objects
@@ -236,6 +284,7 @@ class Predictions:
     answers: list[dict]
     path: Path
     table: dict | None = None
+    skipped: list[str] = field(default_factory=list)  # what folders held besides photos
 
     @property
     def errors(self) -> int:
@@ -263,7 +312,9 @@ def predict(
         raise BincountError("give --expected or --expected-column, not both")
     if not inputs:
         raise BincountError("no inputs: bincount predict MODEL PATH [PATH ...]")
-    items = collect(inputs)
+    check_output(output, "-o")  # before any model loads: a folder or a device is refused
+    skipped: list[str] = []
+    items = collect(inputs, skipped)
     column = expected_column
     if expected is not None:
         column = "expected"
@@ -287,4 +338,4 @@ def predict(
         if truth is None and items and "count" in items[0].columns:
             truth = "count"
         table = verdict_table(items, answers, truth)
-    return Predictions(items, answers, path, table)
+    return Predictions(items, answers, path, table, skipped)

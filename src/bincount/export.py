@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,13 @@ import torch
 
 from bincount import inference
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_bytes, atomic_write_json
+from bincount.fileio import (
+    FileError,
+    atomic_copy,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_input,
+)
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -39,19 +44,19 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = N
     size = net.preprocess["image_size"]
     run = inference.run_folder(ckpt)
     out = Path(out) if out else run / "onnx"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FileError(
+            f"cannot make the folder {out} ({e.strerror or e}): choose a writable folder with -o"
+        ) from None
     tmp = out / ".model.onnx.export"
     example = torch.zeros(2, 3, size, size)
     try:
-        torch.onnx.export(
+        _onnx_export(
             net,
-            (example,),
-            str(tmp),
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
+            tmp,
+            example,
         )
         atomic_write_bytes(out / "model.onnx", tmp.read_bytes())
     finally:
@@ -69,8 +74,28 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = N
     atomic_write_json(out / inference.ONNX_META, meta)
     calibration = run / inference.CALIBRATION
     if calibration.is_file() and inference.run_folder(out / "model.onnx") != run:
-        shutil.copy(calibration, out / inference.CALIBRATION)
+        atomic_copy(calibration, out / inference.CALIBRATION)
     return out / "model.onnx"
+
+
+def _onnx_export(net, tmp: Path, example) -> None:
+    """torch.onnx.export to `tmp`; a full or read-only disk is one line (FileError)."""
+    try:
+        torch.onnx.export(
+            net,
+            (example,),
+            str(tmp),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    except OSError as e:
+        raise FileError(
+            f"cannot write {tmp.parent / 'model.onnx'} ({e.strerror or e}): free some space or "
+            "choose a writable folder with -o"
+        ) from None
 
 
 def parity(ckpt: str | os.PathLike, onnx: str | os.PathLike, images: list[Path]) -> float:
@@ -78,7 +103,7 @@ def parity(ckpt: str | os.PathLike, onnx: str | os.PathLike, images: list[Path])
     torch_model = inference.model_fn(ckpt, backend="torch")
     onnx_model = inference.model_fn(onnx, backend="onnx")
     size = torch_model.preprocess["image_size"]
-    decoded = [inference.decode_image(p.read_bytes(), size, str(p)) for p in images]
+    decoded = [inference.decode_image(read_input(p, "--check"), size, str(p)) for p in images]
     a = inference.probabilities(torch_model, decoded)
     b = inference.probabilities(onnx_model, decoded)
     return float(np.abs(a - b).max())

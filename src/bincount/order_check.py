@@ -16,7 +16,7 @@ import numpy as np
 
 from bincount import evalset, inference, order_verifier, orders, verification
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_text
+from bincount.fileio import atomic_write_text, read_input
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,10 @@ def _probabilities(model: inference.Model, stated: list[orders.Order], batch: in
         images = []
         for order in stated[i : i + batch]:
             path = Path(order.image)
-            if not path.is_file():
+            if not path.exists():
                 raise BincountError(f"order {order.id}: its photo {path} does not exist")
-            images.append(inference.decode_image(path.read_bytes(), size, str(path)))
+            data = read_input(path, f"order {order.id}: its photo")  # a file, size-capped
+            images.append(inference.decode_image(data, size, str(path)))
         out.append(inference.probabilities(model, images))
     return np.concatenate(out)
 

@@ -22,7 +22,7 @@ import random
 from pathlib import Path
 
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_text
+from bincount.fileio import atomic_write_text, read_input_text
 
 ERRORS = ("unit_missing", "unit_extra", "line_missing", "line_foreign")
 
@@ -215,15 +215,15 @@ def write(path: Path, pairs: list[tuple[Order, Truth]]) -> tuple[Path, Path]:
 
 def _jsonl(path: Path, what: str) -> list[dict]:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise BincountError(f"{path} does not exist: write it with `bincount orders MODEL`")
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(read_input_text(path, f"{what} file").splitlines(), 1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             raise BincountError(f"{path}:{n} is not JSON: one {what} per line") from None
     if not rows:
         raise BincountError(f"{path} holds no {what}")

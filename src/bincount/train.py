@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from bincount import runlock
 from bincount.training.hydra import instantiate
 
 #: the runner a config without a `runner` node (composed before runners existed) gets
@@ -17,5 +18,14 @@ DEFAULT_RUNNER = {"_target_": "bincount.training.fit.run", "_partial_": True}
 
 
 def train(cfg: DictConfig) -> float:
-    runner = instantiate(cfg.get("runner") or DEFAULT_RUNNER)
-    return runner(cfg)
+    """Run the config's runner in its run folder, which this process holds for the time
+    (`bincount.runlock`: a second training into it is refused)."""
+    out = cfg.paths.output_dir
+    held = runlock.holds(out)  # python train.py: Hydra's callback took it already
+    runlock.acquire(out, resume=True)  # resume: the finished-run check is the callback's
+    try:
+        runner = instantiate(cfg.get("runner") or DEFAULT_RUNNER)
+        return runner(cfg)
+    finally:
+        if not held:
+            runlock.release(out)

@@ -1,5 +1,12 @@
-"""Checks of the numbers a user sets in `python train.py` overrides, before anything heavy
-loads (torch, the data, the model): one line naming the key, the value and a fix.
+"""Checks of what a user sets in `python train.py` overrides, before anything heavy loads
+(torch, the data, the model): one line naming the key, the value and a fix.
+
+Every numeric key of the configs has a `Rule` (its bounds), every enum-like key (a string or a
+switch with a few values) a `Choice`, keyed by a pattern (`*` is one level:
+`callbacks.health.rules.*.patience`); tests/test_validate.py walks the composed config of every
+group option and fails on a numeric or enum key without one. Then the checks across keys:
+`data.counts`, `data.split` (a validation split must remain), a training without end under a
+scheduler that needs its length, and `ckpt_path` (a complete checkpoint file).
 
 Torch-free on purpose: train.py's Hydra main calls `check_train_config` before it imports
 `bincount.train`, so `python train.py lr=abc` fails in about a second, not after the model
@@ -9,9 +16,13 @@ is built.
 from __future__ import annotations
 
 import math
+import os
+import stat
+import zipfile
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bincount.errors import BincountError
@@ -35,14 +46,14 @@ class Rule:
     def problem(self, value) -> str | None:
         if value is None:
             return None if self.nullable else "is not set"
-        if value in self.also and not isinstance(value, bool):
+        if any(value == a and type(value) is type(a) for a in self.also):  # True is not 1
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             return "is not a whole number" if self.whole else "is not a number"
         if not math.isfinite(value):
             return "is not a finite number"
-        if self.whole and value != int(value):
-            return "is not a whole number"
+        if self.whole and not isinstance(value, int):  # 1e9 is a float: Lightning asserts
+            return "is not a whole number (write it without a point or an exponent)"
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return f"must be {'above' if self.low_open else 'at least'} {self.low:g}"
         if self.high is not None and (value >= self.high if self.high_open else value > self.high):
@@ -50,7 +61,32 @@ class Rule:
         return None
 
 
-# key -> rule; the top-level knobs first, so an interpolated value is named as the user set it.
+@dataclass(frozen=True)
+class Choice:
+    """One of a few values (strings, or true/false)."""
+
+    values: tuple
+    nullable: bool = False
+    hint: str = ""
+
+    def problem(self, value) -> str | None:
+        if value is None:
+            return None if self.nullable else "is not set"
+        if any(value == v and type(value) is type(v) for v in self.values):
+            return None
+        shown = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in self.values)
+        return f"is not one of {shown}"
+
+
+def _bool(hint: str, nullable: bool = False) -> Choice:
+    return Choice((True, False), nullable=nullable, hint=hint)
+
+
+_EPOCHS = "1 to 100000 epochs, e.g. trainer.max_epochs=6 (-1: no limit)"
+_PATIENCE = "a whole number of checks >= 1, e.g. 3"
+
+# pattern -> rule; the top-level knobs first, so an interpolated value is named as the user set
+# it. `*` stands for one level of keys.
 RULES: dict[str, Rule] = {
     "lr": Rule(low=0, low_open=True, hint="a learning rate above 0, e.g. lr=0.001"),
     "batch_size": Rule(whole=True, low=1, hint="a batch size of 1 or more, e.g. batch_size=32"),
@@ -62,12 +98,15 @@ RULES: dict[str, Rule] = {
     "optimizer.momentum": Rule(
         low=0, high=1, high_open=True, hint="a momentum in [0, 1), e.g. optimizer.momentum=0.9"
     ),
+    "scheduler.pct_start": Rule(
+        low=0, high=1, low_open=True, high_open=True, hint="a share in (0, 1), e.g. 0.15"
+    ),
+    "scheduler.warmup_pct": Rule(
+        low=0, high=1, high_open=True, hint="a share in [0, 1), e.g. 0.05"
+    ),
+    "scheduler.min_factor": Rule(low=0, high=1, hint="a factor in [0, 1], e.g. 0.01"),
     "trainer.max_epochs": Rule(
-        whole=True,
-        low=1,
-        also=(-1,),
-        nullable=True,
-        hint="1 or more epochs, e.g. trainer.max_epochs=6 (-1: no limit)",
+        whole=True, low=1, high=100000, also=(-1,), nullable=True, hint=_EPOCHS
     ),
     "trainer.max_steps": Rule(
         whole=True,
@@ -88,6 +127,20 @@ RULES: dict[str, Rule] = {
     "trainer.accumulate_grad_batches": Rule(
         whole=True, low=1, hint="1 or more batches, e.g. trainer.accumulate_grad_batches=2"
     ),
+    "trainer.num_nodes": Rule(whole=True, low=1, hint="1 or more machines, e.g. 1"),
+    "trainer.devices": Rule(
+        whole=True, low=1, also=(-1, "auto"), hint="1 or more devices, -1 (all) or auto"
+    ),
+    "trainer.num_sanity_val_steps": Rule(
+        whole=True, low=0, also=(-1,), hint="0 or more batches, e.g. 0 (-1: all)"
+    ),
+    "trainer.limit_*_batches": Rule(
+        low=0, nullable=True, hint="a share in [0, 1] or a whole number of batches, e.g. 2"
+    ),
+    "trainer.fast_dev_run": Rule(
+        whole=True, low=1, also=(True, False), hint="true, false or a number of batches, e.g. 2"
+    ),
+    "trainer.overfit_batches": Rule(low=0, hint="a share in [0, 1] or a number of batches, e.g. 4"),
     "data.batch_size": Rule(
         whole=True, low=1, hint="a batch size of 1 or more, e.g. batch_size=32"
     ),
@@ -108,8 +161,18 @@ RULES: dict[str, Rule] = {
         nullable=True,
         hint="1 or more images, e.g. data.max_per_split=100 (null: all)",
     ),
+    "data.max_bad_images": Rule(
+        whole=True,
+        low=0,
+        nullable=True,
+        hint="0 or more photos, e.g. data.max_bad_images=10 (null: no limit)",
+    ),
     "data.train_fraction": Rule(
         low=0, low_open=True, high=1, hint="a share in (0, 1], e.g. data.train_fraction=0.5"
+    ),
+    "data.seed": Rule(whole=True, low=0, hint="a whole number >= 0, e.g. seed=42"),
+    "model.image_size": Rule(
+        whole=True, low=32, high=2048, hint="32 to 2048 pixels, e.g. data.image_size=224"
     ),
     "model.drop_rate": Rule(
         low=0, high=1, high_open=True, hint="a rate in [0, 1), e.g. model.drop_rate=0.2"
@@ -124,7 +187,110 @@ RULES: dict[str, Rule] = {
     "model.aux_weight": Rule(
         low=0, nullable=True, hint="a weight >= 0, e.g. model.aux_weight=0.1 (0: off)"
     ),
+    "model.layer_decay": Rule(
+        low=0, high=1, low_open=True, nullable=True, hint="a factor in (0, 1], e.g. 0.8 (null: off)"
+    ),
+    "model.optimizer.lr": Rule(low=0, low_open=True, hint="a learning rate above 0, e.g. 0.001"),
+    "model.optimizer.weight_decay": Rule(low=0, hint="a weight decay >= 0, e.g. 0.01"),
+    "model.optimizer.momentum": Rule(low=0, high=1, high_open=True, hint="a momentum in [0, 1)"),
+    "model.scheduler.pct_start": Rule(
+        low=0, high=1, low_open=True, high_open=True, hint="a share in (0, 1), e.g. 0.15"
+    ),
+    "model.scheduler.warmup_pct": Rule(low=0, high=1, high_open=True, hint="a share in [0, 1)"),
+    "model.scheduler.min_factor": Rule(low=0, high=1, hint="a factor in [0, 1], e.g. 0.01"),
+    "callbacks.ema.decay": Rule(
+        low=0, high=1, low_open=True, high_open=True, hint="a decay in (0, 1), e.g. 0.98"
+    ),
+    "callbacks.model_checkpoint.save_top_k": Rule(
+        whole=True, low=0, also=(-1,), hint="0 or more checkpoints, e.g. 1 (-1: all)"
+    ),
+    "callbacks.profile.skip_first_steps": Rule(whole=True, low=0, hint="0 or more steps, e.g. 2"),
+    "callbacks.profile.memory_every_n_steps": Rule(whole=True, low=1, hint="1 or more, e.g. 5"),
+    "callbacks.health.every_n_steps": Rule(whole=True, low=1, hint="1 or more steps, e.g. 1"),
+    "callbacks.health.rules.*.patience": Rule(whole=True, low=1, hint=_PATIENCE),
+    "callbacks.health.rules.*.every_n_steps": Rule(whole=True, low=1, hint="1 or more, e.g. 10"),
+    "callbacks.health.rules.*.window": Rule(whole=True, low=1, hint="1 or more steps, e.g. 10"),
+    "callbacks.health.rules.*.baseline_steps": Rule(whole=True, low=1, hint="1 or more, e.g. 5"),
+    "callbacks.health.rules.*.first_layers": Rule(whole=True, low=1, hint="1 or more, e.g. 3"),
+    "callbacks.health.rules.*.max_fraction": Rule(
+        low=0, high=1, hint="a share in [0, 1], e.g. 0.5"
+    ),
+    "callbacks.health.rules.*.tolerance": Rule(low=0, hint="a share >= 0, e.g. 0.05"),
+    "callbacks.health.rules.*.min_delta": Rule(low=0, hint="a change >= 0, e.g. 0.0"),
+    "callbacks.health.rules.*.min_decrease": Rule(low=0, hint="a share >= 0, e.g. 0.01"),
+    "callbacks.health.rules.*.growth": Rule(
+        low=1, low_open=True, hint="a factor above 1, e.g. 1000"
+    ),
+    "callbacks.health.rules.*.max_norm": Rule(
+        low=0, low_open=True, hint="a norm above 0, e.g. 1000"
+    ),
+    "callbacks.health.rules.*.ratio": Rule(low=0, low_open=True, hint="a ratio above 0, e.g. 1e-5"),
+    "callbacks.health.rules.*.min_rms": Rule(low=0, hint="an RMS >= 0, e.g. 1e-8"),
+    "callbacks.health.rules.*.max_std_ratio": Rule(low=1, hint="a ratio >= 1, e.g. 1e5"),
+    "callbacks.health.rules.*.min_activation_std": Rule(low=0, hint="a deviation >= 0, e.g. 1e-6"),
 }
+
+_MODES = Choice(("max", "min"), hint="max (accuracy-like) or min (a loss or an error)")
+# Spelled here (torch-free): the same as bincount.models.network (HEADS, TTA_VIEWS, PRIORS) and
+# bincount.data.transforms.RESIZES; tests/test_validate.py checks they agree.
+HEADS = ("classify", "ordinal", "regress")
+TTAS = (False, True, "none", "flips", "dihedral")
+PRIORS = ("train", "uniform")
+RESIZES = ("letterbox", "squash")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
+PRECISIONS = (
+    "auto",
+    "32-true",
+    "32",
+    32,
+    "16-mixed",
+    "16",
+    16,
+    "bf16-mixed",
+    "bf16",
+    "16-true",
+    "bf16-true",
+    "64-true",
+    "64",
+    64,
+    "transformer-engine",
+    "transformer-engine-float16",
+)
+
+CHOICES: dict[str, Choice] = {
+    "optimized_mode": _MODES,
+    "callbacks.model_checkpoint.mode": _MODES,
+    "callbacks.health.rules.*.mode": _MODES,
+    "callbacks.lr_monitor.logging_interval": Choice(
+        ("step", "epoch"), nullable=True, hint="epoch or step"
+    ),
+    "data.resize": Choice(RESIZES, hint="letterbox (keep the aspect ratio) or squash"),
+    "model.resize": Choice(RESIZES, hint="letterbox (keep the aspect ratio) or squash"),
+    "model.head": Choice(HEADS, hint="classify, ordinal or regress, e.g. model.head=classify"),
+    "model.tta": Choice(TTAS, nullable=True, hint="false, flips (4 views) or dihedral (8)"),
+    "model.prior": Choice(PRIORS, hint="train or uniform, e.g. model.prior=uniform"),
+    "trainer.accelerator": Choice(
+        ACCELERATORS, hint="auto, cpu or gpu, e.g. trainer.accelerator=cpu"
+    ),
+    "trainer.precision": Choice(PRECISIONS, hint="auto, 32-true, 16-mixed or bf16-mixed"),
+    "test": _bool("true or false, e.g. test=false"),
+    "data.rotate": _bool("true or false"),
+    "data.balanced": _bool("true or false"),
+    "data.resized_cache": _bool("true or false"),
+    "model.pretrained": _bool("true or false (false: random weights)"),
+    "model.freeze_backbone": _bool("true or false"),
+    "model.channels_last": _bool("true or false"),
+    "trainer.deterministic": Choice((True, False, "warn"), nullable=True, hint="true or false"),
+    "trainer.sync_batchnorm": _bool("true or false"),
+    "trainer.enable_progress_bar": _bool("true, false or null (a bar on a terminal)", True),
+    "callbacks.model_checkpoint.save_last": _bool("true or false"),
+    "callbacks.health.rules.*.enabled": _bool("true or false"),
+    "callbacks.health.rules.*.stop": _bool("true or false"),
+}
+
+# Strategies Lightning registers (ddp and its variants, fsdp, deepspeed, ...): a name of these
+# families; the rest are one-line errors here, not a registry dump after the model is built.
+_STRATEGIES = ("auto", "ddp", "dp", "fsdp", "deepspeed", "single_device", "single_xla", "xla")
 
 
 def _value(cfg: DictConfig, key: str):
@@ -134,17 +300,176 @@ def _value(cfg: DictConfig, key: str):
         raise BincountError(f"{key} cannot be read ({e}): fix the override") from None
 
 
+def _leaves(node, prefix: str = "") -> list[str]:
+    """Every key of a config under `node` (dotted), values not resolved."""
+    out: list[str] = []
+    if isinstance(node, DictConfig):
+        for k in node:
+            key = f"{prefix}{k}"
+            child = node._get_node(k)
+            value = child._value() if child is not None else None
+            if isinstance(value, dict | DictConfig) and not OmegaConf.is_interpolation(node, k):
+                out += _leaves(node[k], f"{key}.")
+            else:
+                out.append(key)
+    return out
+
+
+def _matching(keys: list[str], pattern: str) -> list[str]:
+    if "*" not in pattern:
+        return [pattern]
+    depth = pattern.count(".")
+    return [k for k in keys if k.count(".") == depth and fnmatchcase(k, pattern)]
+
+
+def rule_for(key: str) -> Rule | Choice | None:
+    """The rule or choice of a dotted key (a pattern's), or None."""
+    for table in (RULES, CHOICES):
+        for pattern, rule in table.items():
+            if key.count(".") == pattern.count(".") and fnmatchcase(key, pattern):
+                return rule
+    return None
+
+
+def _fail(cfg: DictConfig, key: str, value, problem: str, rule) -> BincountError:
+    node = key.rsplit(".", 1)[-1]
+    # optimizer.lr is ${lr}: name it as the user did when the values agree
+    top = node in RULES or node in CHOICES
+    shown = node if top and node != key and _value(cfg, node) == value else key
+    if isinstance(value, bool) or value is None:
+        value_text = str(value).lower() if value is not None else "null"
+    else:
+        value_text = repr(value)
+    hint = f": set {rule.hint}" if rule.hint else ""
+    return BincountError(f"{shown}={value_text} {problem}{hint}")
+
+
 def check_train_config(cfg: DictConfig) -> None:
-    """BincountError (one line) for the first user-facing number that is out of range."""
-    for key, rule in RULES.items():
-        value = _value(cfg, key)
-        if value is _MISSING:
-            continue
-        problem = rule.problem(value)
-        if problem is None:
-            continue
-        node = key.rsplit(".", 1)[-1]
-        # optimizer.lr is ${lr}: name it as the user did when the values agree
-        shown = node if _value(cfg, node) == value and node in RULES else key
-        hint = f": set {rule.hint}" if rule.hint else ""
-        raise BincountError(f"{shown}={value!r} {problem}{hint}")
+    """BincountError (one line) for the first user setting that is out of range or unknown."""
+    keys = _leaves(cfg)
+    for table in (RULES, CHOICES):
+        for pattern, rule in table.items():
+            for key in _matching(keys, pattern):
+                value = _value(cfg, key)
+                if value is _MISSING:
+                    continue
+                problem = rule.problem(value)
+                if problem is not None:
+                    raise _fail(cfg, key, value, problem, rule)
+    _check_strategy(cfg)
+    _check_counts(cfg)
+    _check_split(cfg)
+    _check_end(cfg)
+    _check_ckpt_path(cfg)
+
+
+def _check_strategy(cfg: DictConfig) -> None:
+    value = _value(cfg, "trainer.strategy")
+    if value is _MISSING or not isinstance(value, str | None):
+        return
+    if value is None or (value.split("_")[0] not in _STRATEGIES and value not in _STRATEGIES):
+        raise BincountError(
+            f"trainer.strategy={value} is not a strategy Lightning knows: set auto, or ddp "
+            "for several GPUs (trainer=ddp)"
+        )
+
+
+def _check_counts(cfg: DictConfig) -> None:
+    counts = _value(cfg, "data.counts")
+    if counts is _MISSING:
+        return
+    fix = "list the counts to learn, e.g. data.counts=[1,2,3,4,5]"
+    if not isinstance(counts, ListConfig | list) or not len(counts):
+        raise BincountError(f"data.counts={_text(counts)} is empty or not a list: {fix}")
+    bad = [c for c in counts if isinstance(c, bool) or not isinstance(c, int) or c < 0]
+    if bad:
+        raise BincountError(
+            f"data.counts={_text(counts)} holds {_text(bad[0])}, not a whole number >= 0: {fix}"
+        )
+    if len(set(counts)) != len(counts):
+        raise BincountError(f"data.counts={_text(counts)} names a count twice: {fix}")
+
+
+def _check_split(cfg: DictConfig) -> None:
+    split = _value(cfg, "data.split")
+    if split is _MISSING:
+        return
+    fix = "three shares (train, val, test) that add up to 1, e.g. data.split=[0.6,0.2,0.2]"
+    numbers = (
+        isinstance(split, ListConfig | list)
+        and len(split) == 3
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in split)
+    )
+    if not numbers or not all(math.isfinite(x) and x >= 0 for x in split):
+        raise BincountError(f"data.split={_text(split)} is not {fix}")
+    if abs(sum(split) - 1) > 1e-6:
+        raise BincountError(f"data.split={_text(split)} adds up to {sum(split):g}, not 1: {fix}")
+    if split[0] <= 0:
+        raise BincountError(f"data.split={_text(split)} leaves no training split: {fix}")
+    if split[1] <= 0:
+        metric = _value(cfg, "optimized_metric")
+        raise BincountError(
+            f"data.split={_text(split)} leaves no validation split, which the best checkpoint "
+            f"and optimized_metric={metric} are measured on: give it a share, e.g. "
+            "data.split=[0.6,0.2,0.2]"
+        )
+    if split[2] <= 0 and _value(cfg, "test") is True:
+        raise BincountError(
+            f"data.split={_text(split)} leaves no test split, and test=true tests on it: give "
+            "it a share (e.g. data.split=[0.6,0.2,0.2]) or set test=false"
+        )
+
+
+def _check_end(cfg: DictConfig) -> None:
+    """A training without end cannot run a schedule planned over all its steps."""
+    epochs, steps = _value(cfg, "trainer.max_epochs"), _value(cfg, "trainer.max_steps")
+    endless = epochs in (-1, None) and steps in (-1, None, _MISSING)
+    scheduler = _value(cfg, "scheduler")
+    planned = isinstance(scheduler, DictConfig) and "_target_" in scheduler
+    if endless and planned:
+        raise BincountError(
+            f"trainer.max_epochs={'null' if epochs is None else epochs} trains without end, "
+            "but the learning-rate schedule is planned over the whole run: set a number of "
+            "epochs (e.g. trainer.max_epochs=6), trainer.max_steps, or scheduler=none"
+        )
+
+
+def _check_ckpt_path(cfg: DictConfig) -> None:
+    """ckpt_path (resume): a complete checkpoint file (torch saves a zip: a truncated one has
+    no end record), checked here rather than by a traceback from deep in Lightning."""
+    path = _value(cfg, "ckpt_path")
+    if path is _MISSING or path is None:
+        return
+    fix = (
+        "give the last.ckpt of a run to resume, e.g. "
+        "ckpt_path=outputs/<run>/checkpoints/last.ckpt, or ckpt_path=null to start afresh"
+    )
+    if not isinstance(path, str) or not path.strip():
+        raise BincountError(f"ckpt_path={_text(path)} is not a path: {fix}")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise BincountError(f"ckpt_path={path} does not exist: {fix}") from None
+    except OSError as e:
+        raise BincountError(f"ckpt_path={path} cannot be read ({e.strerror}): {fix}") from None
+    if not stat.S_ISREG(mode):
+        raise BincountError(f"ckpt_path={path} is not a file: {fix}")
+    try:
+        whole = zipfile.is_zipfile(path)
+    except OSError as e:
+        raise BincountError(f"ckpt_path={path} cannot be read ({e.strerror}): {fix}") from None
+    if not whole:
+        raise BincountError(
+            f"ckpt_path={path} is not a complete checkpoint (truncated, or not one torch "
+            f"saved): {fix}"
+        )
+
+
+def _text(value) -> str:
+    if isinstance(value, ListConfig | DictConfig):
+        value = OmegaConf.to_container(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_text(v) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else str(value).lower()
+    return str(value)

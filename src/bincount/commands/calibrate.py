@@ -20,7 +20,9 @@ def register(sub) -> dict:
 def run(args) -> int:
     from bincount.calibration import calibrate
     from bincount.errors import BincountError
+    from bincount.fileio import check_input
 
+    check_input(args.run, "MODEL", folder_ok=True)
     verify = {}
     for key in ("target_precision", "mismatch_rate"):
         value = getattr(args, key)

@@ -42,10 +42,20 @@ def _check_data(data: str) -> None:
 
 
 def run(args) -> int:
+    from bincount.fileio import check_input
     from bincount.reports import evaluate
 
+    for model in args.model:
+        check_input(model, "MODEL", folder_ok=True)
     if args.data:
         _check_data(args.data)
+    if args.output and Path(args.output).exists() and not Path(args.output).is_dir():
+        from bincount.errors import BincountError
+
+        raise BincountError(
+            f"-o {args.output} is not a folder: give a folder for metrics.json, predictions.csv "
+            "and confusion.png (a new path or a folder)"
+        )
 
     tta = {"on": "flips", "off": False}.get(args.tta, args.tta)
     ev = evaluate.evaluate(

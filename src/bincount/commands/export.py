@@ -26,13 +26,22 @@ def run(args) -> int:
     from pathlib import Path
 
     from bincount.errors import BincountError
+    from bincount.fileio import check_input
 
+    check_input(args.model, "MODEL", folder_ok=True)
     images = [Path(p) for p in args.check or []]
     for image in images:  # before torch loads and the export runs, which take a while
         if not image.is_file():
             raise BincountError(
                 f"--check {image}: no such image file: give photos that exist, e.g. "
                 "../shared/abid/bin-images/01843.jpg"
+            )
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and not out.is_dir():
+            raise BincountError(
+                f"-o {out} is not a folder: give a folder for model.onnx and model.json "
+                "(a new path or a folder)"
             )
     from bincount.export import export_onnx, parity
 

@@ -60,9 +60,11 @@ def register(sub) -> dict:
 def run_orders(args) -> int:
     from bincount import order_check
     from bincount.errors import BincountError
+    from bincount.fileio import check_output
 
     if not 0.0 <= args.mismatch_rate <= 1.0:
         raise BincountError(f"--mismatch-rate {args.mismatch_rate} must be between 0 and 1")
+    check_output(args.output, "-o")
     paths, pairs = order_check.write_stream(
         Path(args.run), args.split, Path(args.output), args.mismatch_rate, args.seed
     )
@@ -74,17 +76,20 @@ def run_orders(args) -> int:
 def run_verify(args) -> int:
     from bincount import order_check, orders
     from bincount.errors import BincountError
+    from bincount.fileio import check_input, check_output
 
     if args.batch_size < 1:
         raise BincountError(f"--batch-size {args.batch_size} must be at least 1")
     truth = Path(args.truth) if args.truth else orders.truth_path(Path(args.orders))
-    if args.truth and not truth.is_file():
+    if args.truth and not truth.exists():
         raise BincountError(f"--truth {truth} does not exist")
+    check_output(args.output, "-o")  # before the model loads
+    check_input(args.model, "MODEL", folder_ok=True)
     rows = order_check.verify(
         args.model, Path(args.orders), Path(args.output), args.backend, args.batch_size
     )
     print(f"verified {len(rows)} orders -> {args.output}")
-    if truth.is_file():
+    if args.truth or truth.is_file():
         _print_table(order_check.score(rows, orders.read_truth(truth)))
     return 0
 

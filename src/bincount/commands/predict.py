@@ -40,9 +40,12 @@ def register(sub) -> dict:
 def run(args) -> int:
     from bincount import batch
     from bincount.errors import BincountError
+    from bincount.fileio import check_input
 
     if args.batch_size < 1:
         raise BincountError(f"--batch-size {args.batch_size} must be at least 1")
+    if not args.endpoint:
+        check_input(args.args[0], "MODEL", folder_ok=True)
     done = batch.predict(
         None if args.endpoint else args.args[0],
         args.args if args.endpoint else args.args[1:],
@@ -56,6 +59,8 @@ def run(args) -> int:
         batch_size=args.batch_size,
     )
     items, answers, errors = done.items, done.answers, done.errors
+    for note in done.skipped:
+        print(note)
     print(f"predicted {len(items) - errors} of {len(items)} images -> {done.path}")
     for item, answer in zip(items, answers, strict=True):
         if "error" in answer:

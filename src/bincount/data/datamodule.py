@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -13,13 +18,54 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from bincount import hardware
 from bincount.data import contents, layout, manifest, resized, sampling, sources, transforms
 from bincount.errors import BincountError
+from bincount.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
+
+#: in the run folder: the photos that failed to decode in training, skipped
+BAD_IMAGES = "bad_images.json"
+
+
+class BadImages:
+    """Photos that failed to decode in training (changed or damaged since the manifest was
+    built): each is logged, skipped (another photo stands in) and appended to a JSON-lines
+    file that every DataLoader worker shares; the main process reads it back (`read`) to
+    report them and to stop the run past `data.max_bad_images`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def add(self, image_id: str, path: Path, error: BaseException) -> None:
+        reason = f"{type(error).__name__}: {error}".replace("\n", " ")[:300]
+        log.warning("photo %s cannot be decoded (%s): skipped", path, reason)
+        line = json.dumps({"id": image_id, "path": str(path), "error": reason}) + "\n"
+        # one write of a short line in append mode: the workers' lines never interleave
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def read(self) -> list[dict]:
+        """Each bad photo once, in the order first seen."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        seen: dict[str, dict] = {}
+        for line in text.splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            seen.setdefault(row.get("id"), row)
+        return list(seen.values())
 
 
 class BinImages(Dataset):
     """(image tensor, class index) for manifest rows; class = index of the count in `counts`.
-    Each row's photo is read from its source (`row.source`; `folder` for rows without one)."""
+    Each row's photo is read from its source (`row.source`; `folder` for rows without one).
+    A photo that fails to decode is recorded in `bad` and the next one stands in for it."""
 
     def __init__(
         self,
@@ -39,18 +85,35 @@ class BinImages(Dataset):
         self.size = transform.transforms[0].size
         # (len, 3) auxiliary targets from the metadata (data/contents.py), or None
         self.aux: torch.Tensor | None = None
+        self.bad: BadImages | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int):
+    def _image(self, i: int):
         if self.cache is not None:  # already resized: the transform's Letterbox/Squash is a no-op
-            im = self.cache.image(self.ids[i])
+            return self.cache.image(self.ids[i])
+        return transforms.open_rgb(self.paths[i], self.size)
+
+    def __getitem__(self, i: int):
+        for step in range(len(self.ids)):
+            j = (i + step) % len(self.ids)
+            try:
+                im = self._image(j)
+                break
+            except transforms.DECODE_ERRORS as e:
+                if self.bad is None:
+                    raise BincountError(
+                        f"{self.paths[j]} cannot be decoded ({e}): remove it or refetch it"
+                    ) from None
+                self.bad.add(self.ids[j], self.paths[j], e)
         else:
-            im = transforms.open_rgb(self.paths[i], self.size)
+            raise BincountError(
+                f"no photo of this split can be decoded (e.g. {self.paths[i]}): check data.source"
+            )
         if self.aux is not None:
-            return self.transform(im), self.targets[i], self.aux[i]
-        return self.transform(im), self.targets[i]
+            return self.transform(im), self.targets[j], self.aux[j]
+        return self.transform(im), self.targets[j]
 
 
 class BinDataModule(pl.LightningDataModule):
@@ -78,6 +141,7 @@ class BinDataModule(pl.LightningDataModule):
         resize: str = "letterbox",
         copies_per_epoch: float = 1.0,
         progressive: list | None = None,
+        max_bad_images: int | None = 10,
     ):
         super().__init__()
         # A folder or s3:// URI, or a list of them (sources.parse_sources: copies too).
@@ -117,6 +181,11 @@ class BinDataModule(pl.LightningDataModule):
         # What one training epoch reads (data/sampling.py): a share of the copies, a size by epoch.
         self.copies_per_epoch = sampling.check_share(copies_per_epoch)
         self.progressive = sampling.check_progressive(progressive, int(image_size))
+        self.max_bad_images = None if max_bad_images is None else int(max_bad_images)
+        scratch = tempfile.mkdtemp(prefix="bincount-bad-")
+        weakref.finalize(self, shutil.rmtree, scratch, ignore_errors=True)
+        self.bad = BadImages(Path(scratch) / "bad.jsonl")
+        self._bad_seen = 0
         self.cache: resized.ResizedImages | None = None
         self.folder: Path | None = None  # the first source's folder
         self.folders: list[Path] = []
@@ -174,6 +243,7 @@ class BinDataModule(pl.LightningDataModule):
                 self.preprocess, train=split == "train", jitter=self.jitter, rotate=self.rotate
             )
             self.datasets[split] = BinImages(self.folder, rows, self.counts, tf, self.cache)
+            self.datasets[split].bad = self.bad
         if self.aux:
             self._attach_contents()
         sizes = {s: len(d) for s, d in self.datasets.items()}
@@ -207,6 +277,51 @@ class BinDataModule(pl.LightningDataModule):
             if ids:
                 kept.update(rng.sample(ids, max(1, round(self.train_fraction * len(ids)))))
         return [r for r in rows if r.id in kept]
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """In the main process, per batch: report photos that failed to decode (in any
+        worker) and stop the run once more than `max_bad_images` did."""
+        self.check_bad_images()
+        return batch
+
+    def check_bad_images(self, stop: bool = True) -> list[dict]:
+        """The photos that failed to decode so far; new ones are written to the run folder's
+        bad_images.json; BincountError past `max_bad_images` (if `stop`)."""
+        try:
+            size = self.bad.path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size == self._bad_seen:
+            return []
+        self._bad_seen = size
+        bad = self.bad.read()
+        self._write_bad(bad)
+        if stop and self.max_bad_images is not None and len(bad) > self.max_bad_images:
+            raise BincountError(
+                f"{len(bad)} photos cannot be decoded (more than data.max_bad_images="
+                f"{self.max_bad_images}; e.g. {bad[0]['path']}: {bad[0]['error']}): fix or "
+                "refetch the data (bincount data fetch), or raise data.max_bad_images"
+            )
+        return bad
+
+    def _write_bad(self, bad: list[dict]) -> None:
+        trainer = getattr(self, "trainer", None)
+        root = getattr(trainer, "default_root_dir", None) if trainer is not None else None
+        if not root or not bad:
+            return
+        path = Path(root) / BAD_IMAGES
+        report = {"count": len(bad), "max_bad_images": self.max_bad_images, "images": bad}
+        try:
+            atomic_write_json(path, report)
+        except OSError as e:  # the report must not end the run
+            log.warning("cannot write %s: %s", path, e)
+            return
+        log.warning(
+            "%d photos could not be decoded and were skipped (listed in %s)", len(bad), path
+        )
+
+    def teardown(self, stage: str | None = None) -> None:
+        self.check_bad_images(stop=False)  # the last ones into the report
 
     def class_counts(self, split: str = "train") -> list[int]:
         targets = self.datasets[split].targets

@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
 from bincount.errors import BincountError
@@ -25,11 +25,32 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: the EXIF tag that says how the camera was held (1: upright; 2-8: flipped and/or turned)
+ORIENTATION = 0x0112
+
+#: what decoding a damaged or changed photo raises (PIL: OSError, UnidentifiedImageError;
+#: truncated or odd data: ValueError, SyntaxError, struct errors, a decompression bomb)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """The photo as it was seen: its EXIF orientation applied (phones and many cameras store
+    the pixels as the sensor read them and the turn in a tag)."""
+    try:
+        orientation = im.getexif().get(ORIENTATION, 1)
+    except DECODE_ERRORS:  # unreadable EXIF: the pixels as they are
+        return im
+    if orientation in (None, 1):
+        return im
+    return ImageOps.exif_transpose(im)
+
+
 def open_rgb(source: str | Path | bytes, size: int) -> Image.Image:
-    """Decode a JPEG/PNG at the smallest scale that is still at least `size` (PIL draft)."""
+    """Decode a photo at the smallest scale that is still at least `size` (PIL draft), upright
+    (its EXIF orientation applied), in RGB."""
     im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     im.draft("RGB", (size, size))
-    return im.convert("RGB")
+    return upright(im).convert("RGB")
 
 
 class Letterbox:

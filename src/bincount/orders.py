@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 from pathlib import Path
 
+from bincount import jsonsafe
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_text, read_input_text
 
@@ -184,18 +186,75 @@ def order_to_json(order: Order) -> dict:
     return dataclasses.asdict(order) | {"lines": [dataclasses.asdict(x) for x in order.lines]}
 
 
-def order_from_json(d: dict, where: str = "order") -> Order:
-    try:
-        lines = tuple(Line(**x) for x in d["lines"])
-        order = Order(str(d["id"]), str(d["image"]), lines, int(d["total"]))
-    except (KeyError, TypeError, ValueError) as e:
+MAX_QUANTITY = 1_000_000  # a stated total or quantity above this is no bin's
+LINE_FIELDS = ("asin", "name", "quantity", "length", "width", "height", "weight")
+SHAPE = (
+    "each line needs id, image, lines (asin, name, quantity, ...) and total, as `bincount "
+    "orders` writes them"
+)
+
+
+def _count(value, field: str, where: str, least: int) -> int:
+    """A whole number least..MAX_QUANTITY (2.5, -3, "3", true and 10**30 are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
         raise BincountError(
-            f"{where} is not an order ({e}): each line needs id, image, lines "
-            "(asin, name, quantity, ...) and total, as `bincount orders` writes them"
-        ) from None
-    if not order.lines or any(line.quantity < 1 for line in order.lines):
+            f"{where}: {field}={_shown(value)} is not a whole number: give one >= {least}"
+        )
+    if not least <= value <= MAX_QUANTITY:
+        raise BincountError(
+            f"{where}: {field}={_shown(value)} is out of range: give a whole number from {least} "
+            f"to {MAX_QUANTITY}"
+        )
+    return value
+
+
+def _measure(value, field: str, where: str) -> float | None:
+    """A size or weight: null, or a finite number >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BincountError(f"{where}: {field}={_shown(value)} is not a number: give one >= 0")
+    if not math.isfinite(value) or value < 0 or value > 1e12:
+        raise BincountError(
+            f"{where}: {field}={_shown(value)} is not a size or weight: give a finite number "
+            ">= 0, or null when unknown"
+        )
+    return float(value)
+
+
+def _shown(value) -> str:
+    text = json.dumps(value) if isinstance(value, int | float | str | None) else repr(value)
+    return text if len(text) <= 24 else f"{text[:20]}...({len(text)} characters)"
+
+
+def _line(x, where: str) -> Line:
+    if not isinstance(x, dict):
+        raise BincountError(f"{where} is not an object: {SHAPE}")
+    extra = sorted(set(x) - set(LINE_FIELDS))
+    if extra or "quantity" not in x:
+        what = f"has an unknown field {extra[0]!r}" if extra else "has no quantity"
+        raise BincountError(f"{where} {what}: {SHAPE}")
+    return Line(
+        asin=str(x.get("asin", "")),
+        name=str(x.get("name", "")),
+        quantity=_count(x["quantity"], "quantity", where, least=1),
+        **{k: _measure(x.get(k), k, where) for k in ("length", "width", "height", "weight")},
+    )
+
+
+def order_from_json(d: dict, where: str = "order") -> Order:
+    """An order as `bincount orders` writes it, every field checked: BincountError naming the
+    field otherwise (a total of 2.5 is refused, not read as 2)."""
+    if not isinstance(d, dict):
+        raise BincountError(f"{where} is not an order: {SHAPE}")
+    missing = [k for k in ("id", "image", "lines", "total") if k not in d]
+    if missing:
+        raise BincountError(f"{where} is not an order (no {missing[0]}): {SHAPE}")
+    if not isinstance(d["lines"], list) or not d["lines"]:
         raise BincountError(f"{where}: an order needs at least one line of quantity >= 1")
-    return order
+    lines = tuple(_line(x, f"{where}: lines[{i}]") for i, x in enumerate(d["lines"]))
+    total = _count(d["total"], "total", where, least=0)
+    return Order(str(d["id"]), str(d["image"]), lines, total)
 
 
 def truth_path(orders_path: Path) -> Path:
@@ -221,10 +280,10 @@ def _jsonl(path: Path, what: str) -> list[dict]:
     for n, line in enumerate(read_input_text(path, f"{what} file").splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            rows.append(json.loads(line))
-        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-            raise BincountError(f"{path}:{n} is not JSON: one {what} per line") from None
+        try:  # bounded (depth, number size); NaN read, for the fields' own checks to name
+            rows.append(jsonsafe.loads(line, f"{path}:{n}", nan=True))
+        except BincountError as e:
+            raise BincountError(f"{e}: one {what} per line") from None
     if not rows:
         raise BincountError(f"{path} holds no {what}")
     return rows

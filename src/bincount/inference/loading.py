@@ -119,25 +119,83 @@ def _checkpoint_globals() -> list:
     ]
 
 
+def _first_line(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _state_mismatch(net: CountNet, state: dict) -> str | None:
+    """What keeps `state` from loading into `net`, in a few words (None: it fits)."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        k
+        for k in own
+        if k in state and tuple(own[k].shape) != tuple(getattr(state[k], "shape", ()))
+    ]
+    if not (missing or unexpected or shapes):
+        return None
+    parts = [
+        f"{len(keys)} {what} (e.g. {keys[0]})"
+        for keys, what in (
+            (missing, "missing"),
+            (unexpected, "unexpected"),
+            (shapes, "of another shape"),
+        )
+        if keys
+    ]
+    return ", ".join(parts)
+
+
 def load_net(ckpt: Path) -> CountNet:
-    """The CountNet of a checkpoint, in eval mode, without Lightning or downloading weights."""
+    """The CountNet of a checkpoint, in eval mode, without Lightning or downloading weights.
+    A file that is no checkpoint, no bincount checkpoint, or holds the weights of another
+    network than its hyper_parameters describe: BincountError, one line saying which."""
     ckpt = Path(ckpt)
+    fix = "pass a checkpoint written by `python train.py` with this version of bincount"
     # The net is built without pretrained weights because the checkpoint's replace them: the
     # backbone's "starts from random weights" warning would be wrong here.
     quiet = logging.getLogger("bincount.models.backbones")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
-    try:  # weights_only loading, with OmegaConf containers allowed (no arbitrary pickles)
-        with torch.serialization.safe_globals(_checkpoint_globals()):
-            blob = torch.load(ckpt, map_location="cpu", weights_only=True)
-        hparams = dict(blob["hyper_parameters"])
-        state = {k: v for k, v in blob["state_dict"].items() if k.startswith(NET_KEYS)}
-        # CountModule's auxiliary outputs (model.aux_weight > 0): more outputs of the net.
-        n_aux = len(AUX_TARGETS) if hparams.get("aux_weight") else 0
-        net = CountNet.from_hparams(hparams, n_aux=n_aux, pretrained=False)
-        net.load_state_dict(state)
-    except Exception as e:  # a truncated or foreign file fails deep inside torch
-        raise BincountError(f"{ckpt} is not a bincount checkpoint ({e}): pass a .ckpt") from None
+    try:
+        try:  # weights_only loading, with OmegaConf containers allowed (no arbitrary pickles)
+            with torch.serialization.safe_globals(_checkpoint_globals()):
+                blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated, not torch's, or pickles beyond tensors
+            raise BincountError(
+                f"{ckpt} is not a checkpoint that loads ({_first_line(e)}): {fix}"
+            ) from None
+        if not isinstance(blob, dict) or not {"hyper_parameters", "state_dict"} <= blob.keys():
+            raise BincountError(
+                f"{ckpt} is a PyTorch file but not a bincount checkpoint (no hyper_parameters "
+                f"and state_dict): {fix}"
+            )
+        try:
+            hparams = dict(blob["hyper_parameters"])
+            state = {k: v for k, v in blob["state_dict"].items() if k.startswith(NET_KEYS)}
+            # CountModule's auxiliary outputs (model.aux_weight > 0): more outputs of the net.
+            n_aux = len(AUX_TARGETS) if hparams.get("aux_weight") else 0
+            net = CountNet.from_hparams(hparams, n_aux=n_aux, pretrained=False)
+        except Exception as e:
+            raise BincountError(
+                f"{ckpt}: its hyper_parameters do not describe a network bincount builds "
+                f"({_first_line(e)}): {fix}"
+            ) from None
+        mismatch = _state_mismatch(net, state)
+        if mismatch:
+            raise BincountError(
+                f"{ckpt} holds the weights of another network than its hyper_parameters build "
+                f"(backbone {hparams.get('backbone', '?')}): {mismatch} weights: {fix}"
+            )
+        try:
+            net.load_state_dict(state)
+        except Exception as e:
+            raise BincountError(
+                f"{ckpt}: its weights do not load ({_first_line(e)}): {fix}"
+            ) from None
     finally:
         quiet.setLevel(level)
     return net.eval()

@@ -1,11 +1,15 @@
 """`input_fn` and `output_fn`'s side: parsing, checking and decoding a request's images.
 
-`input_fn(body, content_type)`: `image/jpeg`, `image/png`, `application/x-image`, or
-`application/json` with `{"image": BASE64, "expected": 3}` or `{"images": [BASE64 or
-{"image": BASE64, "expected": 3}, ...]}`, checked against the limits of conf/serve.yaml (body
-size, pixels per image and per request) from the images' headers alone; bad input raises
-`InputError` (a 4xx status and a message saying what was wrong). `decode_image` decodes the
-checked bytes as training did. `output_fn(prediction, accept)`: JSON.
+`input_fn(body, content_type)`: an image (`image/jpeg`, `image/png`, `image/webp`,
+`image/bmp`, `image/gif`, `image/tiff`, any other `image/*` or `application/x-image`: the
+format is read from the bytes), or `application/json` with `{"image": BASE64, "expected": 3}`
+or `{"images": [BASE64 or {"image": BASE64, "expected": 3}, ...]}` (base64 may hold line
+breaks, as `base64` prints it; the JSON is bounded in depth and number size by
+`bincount.jsonsafe`), checked against the limits of conf/serve.yaml (body size, pixels per
+image and per request) from the images' headers alone; bad input raises `InputError` (a 4xx
+status and a one-line message saying what was wrong). `decode_image` decodes the checked bytes
+as training did, turned upright by their EXIF orientation. `output_fn(prediction, accept)`:
+JSON.
 """
 
 from __future__ import annotations
@@ -15,18 +19,32 @@ import binascii
 import dataclasses
 import io
 import json
+import re
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from bincount import jsonsafe
 from bincount.data import transforms
 from bincount.errors import BincountError
 from bincount.settings import settings
 
-IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
+# Content types answered (any other image/* too: the format is read from the bytes).
+IMAGE_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/bmp",
+    "image/gif",
+    "image/tiff",
+    "application/x-image",
+)
 JSON_TYPE = "application/json"
 # Decoders tried on request bodies: only these (PIL would otherwise try every plugin it has).
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+FORMAT_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+# Digits of an expected quantity: more is no count of a bin (and int() of thousands is slow).
+MAX_EXPECTED_DIGITS = 9
 
 
 class InputError(BincountError):
@@ -54,16 +72,35 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
+def is_image_type(media: str) -> bool:
+    return media in IMAGE_TYPES or (media.startswith("image/") and len(media) > len("image/"))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:20]}...({len(text)} characters)"
+
+
 def parse_expected(value: Any, where: str = "expected") -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise InputError(f"{where}={value!r} is not a whole number: send e.g. 3") from None
+        digits = value.strip()
+        if not (digits.isascii() and digits.isdigit()):
+            raise InputError(
+                f"{where}={_short(value)} is not a count: send a whole number >= 0, e.g. 3"
+            )
+        # int() of thousands of digits is slow (and refused past 4,300): the length first
+        value = int(digits) if len(digits) <= MAX_EXPECTED_DIGITS else 10**MAX_EXPECTED_DIGITS
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"{where}={value!r} is not a count: send a whole number >= 0, e.g. 3")
+        raise InputError(
+            f"{where}={_short(value)} is not a count: send a whole number >= 0, e.g. 3"
+        )
+    if value >= 10**MAX_EXPECTED_DIGITS:
+        raise InputError(
+            f"{where}={_short(value)} is too large for a count: send a whole number below "
+            f"10**{MAX_EXPECTED_DIGITS}, e.g. 3"
+        )
     return value
 
 
@@ -76,15 +113,12 @@ def check_image(data: bytes, limits: dict, what: str = "the body") -> bytes:
 def image_size(data: bytes, limits: dict, what: str = "the body") -> tuple[int, int]:
     """(width, height) of checked image bytes, read from the header (PIL opens lazily)."""
     if not data:
-        raise InputError(f"{what} is empty: send the bytes of a JPEG or PNG photo")
+        raise InputError(f"{what} is empty (0 bytes): give a photo ({FORMAT_NAMES})")
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
             width, height = probe.size
     except UnidentifiedImageError:
-        raise InputError(
-            f"{what} is not an image ({len(data)} bytes that are not JPEG, PNG, WebP or BMP): "
-            "send a photo"
-        ) from None
+        raise InputError(_not_an_image(data, what)) from None
     except Image.DecompressionBombError as e:  # beyond PIL's own hard limit
         raise InputError(
             f"{what} is far too large an image ({e}); the limit is {limits['max_pixels']} "
@@ -92,7 +126,9 @@ def image_size(data: bytes, limits: dict, what: str = "the body") -> tuple[int, 
             413,
         ) from None
     except Exception as e:
-        raise InputError(f"{what} is not a readable image ({e}): send a JPEG or PNG") from None
+        raise InputError(
+            f"{what} is not a readable image ({_reason(e)}): give a photo ({FORMAT_NAMES})"
+        ) from None
     max_pixels = int(limits["max_pixels"])
     if width * height > max_pixels:
         raise InputError(
@@ -117,19 +153,39 @@ def check_budget(sizes: list[tuple[int, int]], limits: dict) -> int:
     return pixels
 
 
+def _reason(e: Exception) -> str:
+    """PIL's words for a failure, on one line, without object addresses."""
+    text = re.sub(r"<[^<>]* at 0x[0-9a-f]+>", "the bytes", " ".join(str(e).split()))
+    return text[:160] or type(e).__name__
+
+
+def _not_an_image(data: bytes, what: str) -> str:
+    return (
+        f"{what} is not an image in a format read here ({len(data)} bytes, not "
+        f"{FORMAT_NAMES}): give a photo in one of them"
+    )
+
+
 def decode_image(data: bytes, size: int, what: str = "the body") -> Image.Image:
-    """Decode checked image bytes as training did (PIL draft at `size`, RGB), then shrink a
-    large image at once: JPEG decodes at a reduced scale (draft); PNG and others decode in
-    full, then are box-reduced by an integer factor that keeps at least twice `size` on the
-    short side (what the letterbox's own resize, reducing_gap=2, reduces by anyway), so a
-    request holds one full-size image at a time."""
+    """Decode checked image bytes as training did (PIL draft at `size`, RGB), turned upright
+    by their EXIF orientation (phones and cameras store a photo sideways with a tag saying so),
+    then shrink a large image at once: JPEG decodes at a reduced scale (draft); PNG and others
+    decode in full, then are box-reduced by an integer factor that keeps at least twice `size`
+    on the short side (what the letterbox's own resize, reducing_gap=2, reduces by anyway), so
+    a request holds one full-size image at a time."""
+    if not data:
+        raise InputError(f"{what} is empty (0 bytes): give a photo ({FORMAT_NAMES})")
     try:
         im = transforms.open_rgb(data, size)
+        im = ImageOps.exif_transpose(im)  # a no-op without the tag (or once applied)
         factor = min(im.size) // (2 * size)
         return im.reduce(factor) if factor >= 2 else im
+    except UnidentifiedImageError:
+        raise InputError(_not_an_image(data, what)) from None
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on broken data
         raise InputError(
-            f"{what} does not decode: the image is truncated or corrupt ({e}); send it again"
+            f"{what} does not decode: the image is truncated or corrupt ({_reason(e)}); "
+            "give a complete photo"
         ) from None
 
 
@@ -138,6 +194,7 @@ def _b64(value: Any, what: str) -> bytes:
         raise InputError(f"{what} must be a base64 string, not {type(value).__name__}")
     if value.startswith("data:") and "," in value:  # a data URL, as a browser makes them
         value = value.split(",", 1)[1]
+    value = "".join(value.split())  # line breaks (`base64` wraps at 76) and spaces: ignored
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -147,9 +204,9 @@ def _b64(value: Any, what: str) -> bytes:
 def _json_items(body: bytes | str, limits: dict) -> tuple[list[tuple[bytes, Any, str]], bool]:
     """[(image bytes, expected, name)] from a JSON body, and whether it held a list."""
     try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f'the body is not valid JSON ({e}): send {{"image": BASE64}}') from None
+        doc = jsonsafe.loads(body, "the body")
+    except BincountError as e:
+        raise InputError(f'{e}: send {{"image": BASE64}}') from None
     shape = 'send {"image": BASE64, "expected": 3} or {"images": [BASE64, ...]}'
     if not isinstance(doc, dict):
         raise InputError(f"the JSON body is a {type(doc).__name__}, not an object: {shape}")
@@ -191,7 +248,7 @@ def input_fn(body: bytes | str, content_type: str | None) -> Request:
             413,
         )
     media = _media_type(content_type)
-    if media in IMAGE_TYPES:
+    if is_image_type(media):
         pixels = check_budget([image_size(body, limits)], limits)
         return Request([body], [None], pixels=pixels)
     if media == JSON_TYPE:
@@ -202,18 +259,25 @@ def input_fn(body: bytes | str, content_type: str | None) -> Request:
         images = [data for data, _, _ in items]
         expected = [parse_expected(e, f"{name}.expected") for _, e, name in items]
         return Request(images, expected, batch, [name for _, _, name in items], pixels)
-    accepted = ", ".join((*IMAGE_TYPES, JSON_TYPE))
+    accepted = ", ".join((*IMAGE_TYPES, "image/*", JSON_TYPE))
     raise InputError(
-        f"content type {content_type or '(none)'!r} is not supported: use one of {accepted}",
+        f"content type {_short(content_type or '(none)')} is not supported: use one of {accepted}",
         415,
     )
 
 
 def with_expected(request: Request, expected: Any) -> Request:
-    """The request with one expected quantity for every image (e.g. from `?expected=3`)."""
+    """The request with one expected quantity for every image (e.g. from `?expected=3`); an
+    image that states another `expected` in the body is a conflict (400), never overridden."""
     value = parse_expected(expected)
     if value is None:
         return request
+    for name, own in zip(request.names, request.expected, strict=False):
+        if own is not None and own != value:
+            raise InputError(
+                f"expected={value} (query or custom attributes) and {name}.expected={own} "
+                "disagree: give the expected quantity in one place"
+            )
     return dataclasses.replace(request, expected=[value] * len(request.images))
 
 

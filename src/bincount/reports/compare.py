@@ -98,9 +98,8 @@ def _direction(done: list[tr.Trial], metric: str, objective_name: str | None) ->
             d = ((t.config.get("sweep") or {}).get("objective") or {}).get("direction")
             if d in ("maximize", "minimize"):
                 return d
-            mode = t.config.get("optimized_mode")
-            if mode in ("max", "min"):
-                return "maximize" if mode == "max" else "minimize"
+            if t.config.get("optimized_mode") == "min":  # not the default: said on purpose
+                return "minimize"
     return "minimize" if MINIMIZED.search(metric) else "maximize"
 
 

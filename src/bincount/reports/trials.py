@@ -27,6 +27,7 @@ MAIN = ("model.backbone", "model.head", "lr", "batch_size", "data.image_size", "
 #: keys that say where a run wrote, or how a sweep was driven: never "what varies"
 IGNORED = ("hydra", "paths", "sweep", "ckpt_path")
 #: overrides that only drive a sweep: left out of the command that reproduces one of its runs
+_ABSENT = object()
 SWEEP_ONLY = re.compile(r"^[+~]*(hydra[./]|sweep[.=])")
 
 
@@ -130,18 +131,30 @@ def _override_value(trial: Trial, key: str):
     return None
 
 
+def _select(trial: Trial, key: str):
+    value = OmegaConf.select(trial.config, key, default=_ABSENT, throw_on_resolution_failure=False)
+    return _ABSENT if isinstance(value, DictConfig) else value  # a node: a group's, not a value
+
+
 def setting(trial: Trial, key: str):
     """The value of `key` in a run: the config group's option for a group, else the config's
-    value (resolved where it can be), else what the command line said."""
+    value (resolved where it can be), else what the command line said; None when unknown."""
     if key in trial.choices:
         return trial.choices[key]
-    value = OmegaConf.select(trial.config, key, default=None, throw_on_resolution_failure=False)
-    if isinstance(value, DictConfig | ListConfig):
+    value = _select(trial, key)
+    if isinstance(value, ListConfig):
         value = OmegaConf.to_container(value, resolve=False)
-    if value is None or (isinstance(value, str) and value.startswith("${")):
+    if value is _ABSENT or value is None or (isinstance(value, str) and value.startswith("${")):
         said = _override_value(trial, key)
-        return said if said is not None else value
+        return said if said is not None else (None if value is _ABSENT else value)
     return value
+
+
+def known(trial: Trial, key: str) -> bool:
+    """Whether the run says what `key` was (a run without .hydra does not name its groups)."""
+    if key in trial.choices or _override_value(trial, key) is not None:
+        return True
+    return _select(trial, key) is not _ABSENT
 
 
 def _ignored(key: str) -> bool:
@@ -169,8 +182,8 @@ def varying(trials: list[Trial]) -> list[str]:
     keys = [k for k in dict.fromkeys(keys) if k and not _ignored(k)]
     parts: dict[str, tuple] = {}
     for key in keys:
-        values = [_same(setting(t, key)) for t in trials]
-        if len(set(values)) > 1:
+        values = [_same(setting(t, key)) if known(t, key) else None for t in trials]
+        if len(set(values) - {None}) > 1:  # None: the run does not say
             index = {v: i for i, v in enumerate(dict.fromkeys(values))}
             parts[key] = tuple(index[v] for v in values)
     out = []

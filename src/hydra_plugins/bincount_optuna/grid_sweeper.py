@@ -60,8 +60,9 @@ class BincountGridSweeper(BasicSweeper):
         jobs = [job for batch in self.overrides for job in batch]
 
         def values(job: list[str]) -> dict[str, str]:
+            """The swept keys' values of a job (`+key` named `key`)."""
             pairs = (o.split("=", 1) for o in job if "=" in o)
-            return {k: v for k, v in pairs if k in swept}
+            return {k.lstrip("+~"): v for k, v in pairs if k in swept}
 
         labels = [" ".join(f"{k}={v}" for k, v in values(job).items()) for job in jobs]
         records.check_trials(loader, self.config, jobs, labels)

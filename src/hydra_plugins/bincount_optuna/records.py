@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import HydraException
+from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,12 @@ def failure(ret: JobReturn) -> str:
         line = f"returned {error!r}, not a number: train() must return the objective"
         details = ""
     elif isinstance(error, BaseException):
+        details = "".join(traceback.format_exception(error))
+        while isinstance(error, InstantiationException) and error.__cause__ is not None:
+            error = error.__cause__  # Hydra's "Error in call to target ...": say the cause
         kind = "error" if isinstance(error, BincountError) else type(error).__name__
         text = " ".join(str(error).split()) or "(no message)"
         line = f"{kind}: {text}"
-        details = "".join(traceback.format_exception(error))
     else:
         line, details = f"failed: {error!r}", ""
     where = folder(ret)

@@ -19,6 +19,13 @@ from bincount.config import register_resolvers
 register_resolvers()
 
 
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from bincount.validate import check_train_config  # torch-free: answers in about a second
@@ -29,6 +36,8 @@ def main(cfg: DictConfig) -> float:
 
         return train(cfg)
     except BincountError as e:
+        if _in_sweep():  # the sweeper records the trial as failed, with this line, and goes on
+            raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -9,6 +9,7 @@ names through here. Torch-free (omegaconf only when a config is read or written)
     <run>/calibration.json          `bincount calibrate`'s thresholds (CALIBRATION)
     <run>/eval/<tag>/               `bincount evaluate`'s results (EVAL)
     <run>/members/<name>/           an ensemble's member runs (MEMBERS)
+    <run>/error.txt                 why a sweep trial failed: one line, then the traceback (ERROR)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CSV_METRICS = "csv/metrics.csv"
 CALIBRATION = "calibration.json"
 EVAL = "eval"
 MEMBERS = "members"
+ERROR = "error.txt"
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -100,3 +102,22 @@ def read_metrics(run: Path) -> dict | None:
 
 def write_metrics(run: Path, metrics: dict) -> Path:
     return atomic_write_json(metrics_path(run), metrics)
+
+
+def error_path(run: Path) -> Path:
+    return Path(run) / ERROR
+
+
+def write_error(run: Path, line: str, details: str = "") -> Path:
+    """error.txt: why the run failed, one line first (what `bincount compare` lists)."""
+    text = " ".join(line.split()) + "\n" + (details.rstrip() + "\n" if details else "")
+    return atomic_write_text(error_path(run), text)
+
+
+def read_error(run: Path) -> str | None:
+    """The first line of the run's error.txt, or None when it has none."""
+    path = error_path(run)
+    if not path.is_file():
+        return None
+    lines = path.read_text(errors="replace").splitlines()
+    return lines[0] if lines else None

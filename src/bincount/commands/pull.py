@@ -41,11 +41,14 @@ def _table(pulled) -> list[str]:
 
 
 def run(args) -> int:
+    import logging
     from pathlib import Path
 
     from bincount.sagemaker import pull
     from bincount.sagemaker.region import resolve
 
+    for noisy in ("botocore", "boto3"):  # "Found credentials in environment variables."
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     region = resolve(args.region)
     pulled = pull.pull(args.job, region, Path(args.output) if args.output else None, not args.list)
     print(f"{pulled.kind} {pulled.name}: {pulled.status}, {len(pulled.trials)} trial(s)")

@@ -175,3 +175,19 @@ def test_an_objective_no_definition_reads_is_refused_in_one_line(aws, tmp_path):
     )
     assert "val/macro_acc" in proc.stderr and "Traceback" not in proc.stderr
     assert aws.requests == []
+
+
+def test_sagemaker_managed_mlflow_adds_its_plugin_only_when_asked(tmp_path):
+    from bincount.config import project_root
+    from bincount.sagemaker import bundle
+
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team"
+    asked = bundle.needed_by(
+        f"logger:\n  mlflow:\n    _target_: x.MLFlowLogger\n    tracking_uri: {arn}\n"
+    )
+    assert asked == {"mlflow-skinny", "sagemaker-mlflow"}
+    text = bundle.requirements(project_root(), optional=asked)
+    assert "sagemaker-mlflow==0.5.0" in text.splitlines()[-1]
+    plain = bundle.requirements(project_root(), optional={"mlflow-skinny"})
+    assert "sagemaker-mlflow" not in plain
+    assert "sagemaker-mlflow" not in bundle.requirements(project_root(), optional=None)

@@ -191,3 +191,16 @@ def test_sagemaker_managed_mlflow_adds_its_plugin_only_when_asked(tmp_path):
     plain = bundle.requirements(project_root(), optional={"mlflow-skinny"})
     assert "sagemaker-mlflow" not in plain
     assert "sagemaker-mlflow" not in bundle.requirements(project_root(), optional=None)
+
+
+def test_the_override_blamed_is_the_one_the_innermost_error_names():
+    try:
+        try:
+            raise TypeError("Trainer.__init__() got an unexpected keyword argument 'bogus_arg'")
+        except TypeError as e:
+            raise RuntimeError("Error in call to target 'Trainer'\nfull_key: trainer") from e
+    except RuntimeError as e:
+        overrides = ["+trainer.bogus_arg=1", "trainer=cpu"]
+        assert failure.culprit(e, overrides) == "+trainer.bogus_arg=1"
+        assert failure.culprit(e, ["trainer=cpu"]) == "trainer=cpu"  # Hydra's full_key
+        assert failure.culprit(e, ["lr=0.1"]) is None

@@ -167,3 +167,17 @@ def test_pull_of_an_unknown_job_is_one_line(aws, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: no training or tuning job named no-such-job")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_managed_mlflow_arn_is_a_tracking_uri_through_the_plugin(monkeypatch):
+    """logger.mlflow.tracking_uri=<ARN of a SageMaker managed MLflow server>: with the
+    sagemaker-mlflow plugin (what the bundle installs in the job when the config names an ARN),
+    MLflow resolves the ARN to SageMaker's MLflow store of that region (no call is made)."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team"
+    store = MlflowClient(tracking_uri=arn)._tracking_client.store
+    assert type(store).__name__ == "MlflowSageMakerStore"
+    assert store.get_host_creds().host == "https://eu-west-1.experiments.sagemaker.aws"

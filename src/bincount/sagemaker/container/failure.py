@@ -49,20 +49,23 @@ def _key(override: str) -> str:
 
 
 def culprit(exc: BaseException, overrides: list[str]) -> str | None:
-    """The override whose key the error names: `'bogus_arg'` in the message (an unexpected
-    keyword argument) or Hydra's `full_key: trainer.bogus_arg`. None when none matches."""
-    texts = []
+    """The override whose key the error names: a quoted name in the innermost error's message
+    (`unexpected keyword argument 'bogus_arg'`) first, then Hydra's `full_key: trainer` of the
+    wrappers. None when none matches."""
+    root = root_cause(exc)
+    chain = []
     e: BaseException | None = exc
-    while e is not None:
-        texts.append(str(e))
+    while e is not None and e is not root:
+        chain.append(str(e))
         e = e.__cause__ or e.__context__
-    text = "\n".join(texts)
-    names = set(re.findall(r"'([A-Za-z_][\w.]*)'", text))
-    names |= set(re.findall(r"full_key: ([\w.]+)", text))
-    for override in reversed(overrides):  # the last one wins in Hydra, so blame it first
-        key = _key(override)
-        if key in names or key.rsplit(".", 1)[-1] in names:
-            return override
+    for names in (
+        set(re.findall(r"'([A-Za-z_][\w.]*)'", str(root))),
+        set(re.findall(r"full_key: ([\w.]+)", "\n".join(chain))),
+    ):
+        for override in reversed(overrides):  # Hydra applies the last one: blame it first
+            key = _key(override)
+            if key in names or key.rsplit(".", 1)[-1] in names:
+                return override
     return None
 
 

@@ -24,6 +24,7 @@ from bincount.commands import (
     export,
     orders,
     predict,
+    pull,
     report,
     serve,
 )
@@ -44,6 +45,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "orders": orders.run_orders,
     "verify": orders.run_verify,
     "predict": predict.run,
+    "pull": pull.run,
     "report": report.run,
     "serve": serve.run,
 }

@@ -16,7 +16,8 @@ code on it, unmodified but for the path redirections listed below:
   `sagemaker_program` with the trial's hyperparameters, `_tuning_objective_metric` included.
 
 Layout under the root (what SageMaker mounts in /opt/ml):
-  input/config/hyperparameters.json, resourceconfig.json, inputdataconfig.json
+  input/config/hyperparameters.json, resourceconfig.json, inputdataconfig.json,
+               tensorboardoutputconfig.json (a job with a TensorBoardOutputConfig)
   input/data/<channel>/  (the data channel: a copy of real images; `code`, `sm_drivers`: the
                           objects of their S3 prefix, downloaded from moto)
   model/, output/, output/data/, checkpoints/ (the request's CheckpointConfig.LocalPath)
@@ -40,6 +41,8 @@ Redirections (the only changes to AWS's code and settings, each listed):
      port to that file (in the copy of sm_train.sh: after `environment.py` writes it, before it
      is sourced), so the hosts meet on 127.0.0.1 with distinct ports per test.
 
+`failure()` reads output/failure (SageMaker's FailureReason); `to_s3()` uploads what SageMaker
+would (model.tar.gz, output.tar.gz, the TensorBoard LocalPath) to moto's S3.
 `uploads()` then gives what SageMaker would upload: model.tar.gz (the contents of model/),
 output.tar.gz (output/data/) and the checkpoint folder (synced to CheckpointConfig.S3Uri).
 Usable as a script too: `python tests/sagemaker/container_harness.py REQUESTS_JSON DATA ROOT`
@@ -101,6 +104,7 @@ class Container:
     env: dict[str, str]
     cwd: Path
     checkpoint_dir: Path | None = None
+    tensorboard_dir: Path | None = None
     log: Path = field(init=False)
 
     def __post_init__(self):
@@ -165,6 +169,53 @@ class Container:
         if self.checkpoint_dir is not None:
             result["checkpoints"] = self.checkpoint_dir
         return result
+
+    def failure(self) -> str | None:
+        """/opt/ml/output/failure: what SageMaker shows as the job's FailureReason."""
+        path = self.root / "output" / "failure"
+        return path.read_text() if path.is_file() else None
+
+    def to_s3(self, request: dict, job_name: str) -> dict[str, str]:
+        """What SageMaker uploads for the job: model.tar.gz and output.tar.gz to
+        <S3OutputPath>/<job>/output/ (model.tar.gz only when the job succeeded), and the
+        TensorBoard LocalPath to <TensorBoardOutputConfig.S3OutputPath>/<job>/tensorboard-output/
+        (SageMaker syncs it during the job; here once, at the end). Returns name -> S3 URI."""
+        import boto3
+
+        s3 = boto3.client("s3")
+        done = {}
+        out = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        failed = self.failure() is not None
+        for name, path in self.uploads().items():
+            if name == "checkpoints" or (failed and name == "model.tar.gz"):
+                continue
+            uri = f"{out}/{job_name}/output/{name}"
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            s3.upload_file(str(path), bucket, key)
+            done[name] = uri
+        tb = request.get("TensorBoardOutputConfig")
+        if tb and self.tensorboard_dir is not None and self.tensorboard_dir.is_dir():
+            base = f"{tb['S3OutputPath'].rstrip('/')}/{job_name}/tensorboard-output"
+            bucket, _, prefix = base.removeprefix("s3://").partition("/")
+            for path in sorted(self.tensorboard_dir.rglob("*")):
+                if path.is_file():
+                    rel = path.relative_to(self.tensorboard_dir).as_posix()
+                    s3.upload_file(str(path), bucket, f"{prefix}/{rel}")
+                    done[f"tensorboard/{rel}"] = f"s3://{bucket}/{prefix}/{rel}"
+        return done
+
+
+def _tensorboard(request: dict, root: Path) -> Path | None:
+    """SageMaker's input/config/tensorboardoutputconfig.json (what smdebug and the bridge
+    read) and its LocalPath, for a job created with a TensorBoardOutputConfig."""
+    tb = request.get("TensorBoardOutputConfig")
+    if not tb:
+        return None
+    local = Path(_redirect(tb.get("LocalPath", "/opt/ml/output/tensorboard"), root))
+    local.mkdir(parents=True, exist_ok=True)
+    config = {"LocalPath": str(local), "S3OutputPath": tb["S3OutputPath"]}
+    (root / "input" / "config" / "tensorboardoutputconfig.json").write_text(json.dumps(config))
+    return local
 
 
 def _layout(root: Path, hyperparameters: dict, channels: list[dict], resource: dict) -> None:
@@ -286,6 +337,7 @@ def training_job(
         env=_base_env(root, aws_env, job_name, {**env, **(extra_env or {})}),
         cwd=root,
         checkpoint_dir=_checkpoint_dir(request, root),
+        tensorboard_dir=_tensorboard(request, root),
     )
 
 

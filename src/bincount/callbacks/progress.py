@@ -7,11 +7,13 @@ import time
 
 import pytorch_lightning as pl
 
+from bincount import logged_metrics
+
 log = logging.getLogger("bincount")
 
 
 class EpochSummary(pl.Callback):
-    def __init__(self, keys=("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/rmse")):
+    def __init__(self, keys=logged_metrics.EPOCH):
         self.keys = keys
         self.start = 0.0
 
@@ -20,7 +22,7 @@ class EpochSummary(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):  # runs after the epoch's validation
         metrics = trainer.callback_metrics
-        shown = [f"{k}={metrics[k].item():.4f}" for k in self.keys if k in metrics]
+        shown = [logged_metrics.line_item(k, metrics[k].item()) for k in self.keys if k in metrics]
         log.info(
             "epoch %d/%d (%.0fs): %s",
             trainer.current_epoch + 1,

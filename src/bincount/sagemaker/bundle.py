@@ -36,11 +36,17 @@ WHEN_USED = {
     "tensorboard": "TensorBoardLogger",
     "matplotlib": "bincount.callbacks.report",  # the run report's plots (debug=health|profile)
 }
+# Plugins only a job's config asks for, not in requirements.txt: package -> (pin, text in the
+# composed config). SageMaker's managed MLflow: logger.mlflow.tracking_uri=<its ARN>.
+PLUGINS = {
+    "sagemaker-mlflow": ("sagemaker-mlflow==0.5.0", ":mlflow-tracking-server/"),
+}
 
 
 def needed_by(config_text: str) -> set[str]:
     """The optional packages (WHEN_USED) a job's composed config (its YAML) asks for."""
-    return {name for name, marker in WHEN_USED.items() if marker in config_text}
+    used = {name for name, marker in WHEN_USED.items() if marker in config_text}
+    return used | {name for name, (_, marker) in PLUGINS.items() if marker in config_text}
 
 
 ENTRY = '''"""SageMaker's entrypoint: `--key value` hyperparameters + SM_* environment -> train().
@@ -98,6 +104,9 @@ def requirements(
             lines.append(f"# {stripped}  (not used by this job's config)")
         else:
             lines.append(stripped)
+    for name, (pin, _) in PLUGINS.items():
+        if optional is not None and name in optional:
+            lines.append(f"{pin}  # asked for by this job's config")
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
+from bincount import logged_metrics
 from bincount.errors import BincountError
 from bincount.sagemaker.overrides import tuned_name
 
@@ -82,6 +83,24 @@ class Space:
         if self.seed is not None:
             config["RandomSeed"] = self.seed
         return config
+
+
+def metric_definitions(names=logged_metrics.LOGGED) -> list[dict[str, str]]:
+    """How SageMaker reads the job's figures from its log lines (`val/acc=0.8125`): one
+    definition for each figure the trainer prints (bincount.logged_metrics)."""
+    return [{"Name": n, "Regex": logged_metrics.regex(n)} for n in names]
+
+
+def check_objective(metric: str) -> str:
+    """A tuning objective must be one of the job's metric definitions (SageMaker scores a trial
+    by the last value its definition reads): one line otherwise."""
+    if metric not in logged_metrics.OBJECTIVES:
+        raise BincountError(
+            f"the tuning objective {metric} is not a figure the trainer prints each epoch, so no "
+            f"metric definition reads it: use optimized_metric= one of "
+            f"{', '.join(logged_metrics.OBJECTIVES)}"
+        )
+    return metric
 
 
 def _text(v) -> str:

@@ -90,15 +90,17 @@ def launch(
         return Launch(job, requests, built, None)
     record["job_name"] = name
     atomic_write_json(run_dir / "requests.json", record)
-    console = f"https://{job.region}.console.aws.amazon.com/sagemaker/home?region={job.region}#/"
-    where = "hyper-tuning-jobs" if job.space else "jobs"
+    from bincount.sagemaker.submit import console_url, logs_command
+
     echo(f"submitted {kind} {name}")
-    echo(f"  console: {console}{where}/{name}")
-    if not job.space:
+    echo(f"  console: {console_url(job.region, name, bool(job.space))}")
+    echo(f"  logs:    {logs_command(job.region, name)}")
+    if job.space:
         echo(
-            f"  logs:    aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix "
-            f"{name} --follow --region {job.region}"
+            f"  status:  aws sagemaker describe-hyper-parameter-tuning-job "
+            f"--hyper-parameter-tuning-job-name {name} --region {job.region}"
         )
+    echo(f"  results: bincount pull {name}   (trials, metrics, the best, into local run folders)")
     trial = "<trial>" if job.space else name
     echo(f"  model:   {job.output_uri()}/{trial}/output/model.tar.gz")
     return Launch(job, requests, built, name)

@@ -19,36 +19,19 @@ from bincount.data.layout import is_s3_uri
 from bincount.errors import BincountError
 from bincount.sagemaker import hpo, overrides, prices
 from bincount.sagemaker import region as regions
+from bincount.sagemaker.hpo import metric_definitions
 from bincount.sagemaker.tags import project_tags
 
 ENTRY_SCRIPT = "sagemaker_entry.py"
 DATA_CHANNEL = "data"
 MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600  # SageMaker's limit
-# Lines the job prints (EpochSummary each epoch, the summary at the end, the bridge's best value).
-LOGGED_METRICS = (
-    "train/loss_epoch",
-    "train/acc",
-    "val/loss",
-    "val/acc",
-    "val/rmse",
-    "test/acc",
-    "test/rmse",
-    "test/mae",
-    "test/off_by_one",
-)
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z][a-z0-9-]*\.[a-z0-9-]+")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
-_NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 CHECKPOINT_ENV = "BINCOUNT_CHECKPOINT_DIR"
 PUBLIC_BUCKET, PUBLIC_BUCKET_REGION = "aft-vbi-pds", "us-east-1"
 
 # conf/runner/ensemble.yaml's target (named, not imported: the launch side imports no training)
 ENSEMBLE_RUNNER = "bincount.training.ensemble.run"
-
-
-def metric_definitions(names=LOGGED_METRICS) -> list[dict[str, str]]:
-    """How SageMaker reads metrics from the job's log lines (`val/acc=0.8125`)."""
-    return [{"Name": n, "Regex": rf"\b{re.escape(n)}={_NUMBER}"} for n in names]
 
 
 @dataclass
@@ -275,6 +258,7 @@ def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
     space = hpo.space(cfg) if cfg.get("sweep") is not None else None
     tuned = set()
     if space is not None:
+        hpo.check_objective(space.metric)  # SageMaker needs a metric definition for it
         tuned = {p.key for p in space.params}
         for p in space.params:
             overrides.tuned_name(p.key)  # a clear error for a key no hyperparameter can carry

@@ -7,6 +7,10 @@ container) works without it.
 from __future__ import annotations
 
 import logging
+import re
+import secrets
+import string
+import time
 from pathlib import Path
 
 from bincount.errors import BincountError
@@ -14,6 +18,68 @@ from bincount.sagemaker.capture import Capture, Stopped
 from bincount.sagemaker.spec import DATA_CHANNEL, ENTRY_SCRIPT, JobSpec
 
 log = logging.getLogger("bincount")
+
+TRAINING_NAME_MAX, TUNING_NAME_MAX = 63, 32  # SageMaker's limits on job names
+SDK_STAMP_CHARS = len("-20261202012345")  # what the SDK appends to a training job's base name
+SUFFIX_CHARS = 4
+TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"  # SageMaker's default LocalPath
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+def _suffixed(base: str, room: int, rand: str | None = None) -> str:
+    """`<base>-<4 random letters/digits>` in `room` characters, in SageMaker's name alphabet."""
+    rand = rand or "".join(
+        secrets.choice(string.ascii_lowercase + string.digits) for _ in range(SUFFIX_CHARS)
+    )
+    clean = re.sub(r"[^A-Za-z0-9-]+", "-", base).strip("-") or "bincount"
+    return f"{clean[: room - len(rand) - 1].rstrip('-')}-{rand}"
+
+
+def training_base_name(base: str, rand: str | None = None) -> str:
+    """The base name the SDK turns into the job's name by appending `-YYYYmmddHHMMSS`:
+    `bincount-k3x9` -> `bincount-k3x9-20261202012345` (unique to the second, then random;
+    at most 63 characters)."""
+    return _suffixed(base, TRAINING_NAME_MAX - SDK_STAMP_CHARS, rand)
+
+
+def tuning_job_name(base: str, rand: str | None = None, now: float | None = None) -> str:
+    """`bincount-hpo-k3x9-261202012345`: unique to the second, then random, at most 32
+    characters (SageMaker's limit for tuning jobs; its trials append `-NNN-xxxxxxxx`)."""
+    stamp = time.strftime("%y%m%d%H%M%S", time.gmtime(now))
+    return f"{_suffixed(f'{base}-hpo', TUNING_NAME_MAX - len(stamp) - 1, rand)}-{stamp}"
+
+
+def console_url(region: str, name: str, tuning: bool = False) -> str:
+    where = "hyper-tuning-jobs" if tuning else "jobs"
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{where}/{name}"
+
+
+def logs_command(region: str, name: str) -> str:
+    """The job's CloudWatch logs (a tuning job's trials are named `<tuning job>-NNN-...`, so
+    the tuning job's name follows all of them)."""
+    return f"aws logs tail {LOG_GROUP} --log-stream-name-prefix {name} --follow --region {region}"
+
+
+def tensorboard_uri(spec: JobSpec) -> str:
+    """Where SageMaker streams the job's TensorBoard folder during the job
+    (under <this>/<job name>/tensorboard-output/)."""
+    return f"s3://{spec.bucket_or_placeholder()}/{spec.prefix}/tensorboard"
+
+
+def failed_wait(error: Exception, spec: JobSpec, name: str | None) -> BincountError:
+    """A failed (or timed-out) wait as one line: the reason, where to look, the logs."""
+    reason = getattr(error, "reason", None) or ""
+    if not reason:
+        found = re.search(r"(?:Failure Reason|Reason): (.*)", str(error), re.S)
+        reason = found.group(1) if found else str(error)
+    reason = " | ".join(line.strip() for line in str(reason).splitlines() if line.strip())
+    kind = "tuning job" if spec.space else "training job"
+    name = name or "<job>"
+    return BincountError(
+        f"the {kind} {name} failed: {reason} (console: "
+        f"{console_url(spec.region, name, bool(spec.space))}; logs: "
+        f"{logs_command(spec.region, name)}; results so far: bincount pull {name})"
+    )
 
 
 def sdk_installed() -> None:
@@ -64,7 +130,8 @@ def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
     trainer = ModelTrainer(
         sagemaker_session=sm_session,
         role=spec.role,
-        base_job_name=spec.base_job_name,
+        base_job_name=training_base_name(spec.base_job_name),
+        input_s3_key_prefix=spec.base_job_name,
         training_image=spec.image_uri,
         source_code=SourceCode(
             source_dir=str(bundle_dir),
@@ -97,8 +164,23 @@ def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
         hyperparameters=dict(spec.hyperparameters),
         tags=[Tag(key=t["Key"], value=t["Value"]) for t in spec.tags],
     )
-    return trainer.with_metric_definitions(
+    trainer = trainer.with_metric_definitions(
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in spec.metric_definitions]
+    )
+    if spec.space is None:  # a tuning job's trials take no TensorBoardOutputConfig (the API's)
+        trainer = with_tensorboard(trainer, spec)
+    return trainer
+
+
+def with_tensorboard(trainer, spec: JobSpec):
+    """TensorBoard events stream to S3 during the job: the container's TensorBoard logger
+    writes to LocalPath (the bridge reads it from SageMaker's tensorboardoutputconfig.json)."""
+    from sagemaker.core.training.configs import TensorBoardOutputConfig
+
+    return trainer.with_tensorboard_output_config(
+        TensorBoardOutputConfig(
+            s3_output_path=tensorboard_uri(spec), local_path=TENSORBOARD_LOCAL_PATH
+        )
     )
 
 
@@ -146,7 +228,10 @@ def submit(spec: JobSpec, bundle_dir: Path, capture: Capture | None = None) -> s
     """
     sdk_installed()
     from botocore.exceptions import BotoCoreError, ClientError
+    from sagemaker.core.exceptions import UnexpectedStatusException
+    from sagemaker.core.utils.exceptions import WaiterError
 
+    trainer = tuner = None
     try:
         sm_session = session(spec, capture)
         trainer = model_trainer(spec, bundle_dir, sm_session)
@@ -168,12 +253,17 @@ def submit(spec: JobSpec, bundle_dir: Path, capture: Capture | None = None) -> s
             early_stopping_type="Auto" if space.early_stopping else "Off",
             random_seed=space.seed,
             tags=spec.tags,
-            base_tuning_job_name=f"{spec.base_job_name}-hpo"[:20],
         )
-        tuner.tune(inputs=[data_channel(spec)], wait=spec.wait)
+        tuner.tune(
+            inputs=[data_channel(spec)],
+            job_name=tuning_job_name(spec.base_job_name),
+            wait=spec.wait,
+        )
         return tuner.latest_tuning_job.hyper_parameter_tuning_job_name
     except Stopped:
         return None
+    except (WaiterError, UnexpectedStatusException) as e:
+        raise failed_wait(e, spec, _created_name(trainer, tuner, capture)) from None
     except ClientError as e:
         err = e.response.get("Error", {})
         raise BincountError(
@@ -184,3 +274,13 @@ def submit(spec: JobSpec, bundle_dir: Path, capture: Capture | None = None) -> s
         raise BincountError(
             f"could not reach AWS: {e} (check your credentials: `aws sts get-caller-identity`)"
         ) from None
+
+
+def _created_name(trainer, tuner, capture: Capture | None) -> str | None:
+    """The name of the job the SDK created (for a message about it)."""
+    if tuner is not None and getattr(tuner, "latest_tuning_job", None) is not None:
+        return tuner.latest_tuning_job.hyper_parameter_tuning_job_name
+    job = getattr(trainer, "_latest_training_job", None) if trainer is not None else None
+    if job is not None:
+        return job.training_job_name
+    return capture.job_name() if capture is not None else None

@@ -13,7 +13,10 @@ What SageMaker gives, and what it becomes:
                                                             last.ckpt when the job restarts
 - SM_MODEL_DIR                                           <- config.yaml, metrics.json,
                                                             checkpoints/best.ckpt (a run folder)
-- SM_OUTPUT_DATA_DIR                                     <- metrics.json, ranks/rank-N.json
+- SM_OUTPUT_DATA_DIR                                     <- metrics.json, ranks/rank-N.json, the
+                                                            trackers' folders (trackers.py)
+- SM_INPUT_CONFIG_DIR/tensorboardoutputconfig.json       -> the TensorBoard logger's save_dir
+- any error                                              -> SM_OUTPUT_DIR/failure (failure.py)
 Without torchrun (a tuning job's trials, or one instance with several GPUs) Lightning starts the
 processes of each host itself, meeting at the first host (SM_MASTER_ADDR if set).
 This module imports torch only when training starts.
@@ -28,6 +31,7 @@ import re
 import shutil
 import sys
 import tempfile
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,7 @@ from pathlib import Path
 from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_copy, atomic_write_json
+from bincount.sagemaker.container import failure, trackers
 from bincount.sagemaker.overrides import to_overrides
 from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL, refuse_ensemble
 
@@ -271,6 +276,7 @@ def build_config(argv: list[str], env: Mapping[str, str]):
         cfg.data.file_list = file_list(cfg.data.get("file_list"), Path(str(cfg.data.source)))
         for key, value in topology.trainer_settings().items():
             OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+        trackers.point_tensorboard(cfg, trackers.tensorboard_local_path(env))
         if places.output_data_dir is not None and cfg.get("callbacks") is not None:
             cfg.callbacks.rank_record = {
                 "_target_": "bincount.sagemaker.container.rank_record.RankRecord",
@@ -338,19 +344,33 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> float:
         model = export_model(places)
         if model is not None:
             log.info("model saved to %s", model)
+        trackers.pack(cfg, places.run_dir, places.output_data_dir or model)
     return objective
+
+
+def user_overrides(argv: list[str]) -> list[str]:
+    """The job's own overrides (no container paths), for naming the one that broke it."""
+    try:
+        return to_overrides(parse_hyperparameters(argv))
+    except Exception:  # a malformed argv: its own error says so
+        return []
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
     )
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        run(sys.argv[1:] if argv is None else argv)
+        run(argv)
     except BincountError as e:
         print(f"error: {e}", file=sys.stderr)
-        failure = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output")) / "failure"
-        if failure.parent.is_dir():  # SageMaker shows this file as the job's failure reason
-            failure.write_text(f"bincount: {e}\n")
+        failure.write(e, user_overrides(argv), os.environ)
         return 2
+    except Exception as e:  # any other error: the traceback in the log, its gist in the record
+        traceback.print_exc()
+        written = failure.write(e, user_overrides(argv), os.environ)
+        if written is not None:
+            print(f"failure reason ({written}):\n{written.read_text()}", file=sys.stderr)
+        return 1
     return 0

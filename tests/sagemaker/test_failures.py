@@ -85,6 +85,7 @@ def test_a_job_failing_on_an_override_names_the_error_and_the_override(
     assert len(errors) == 1, proc.stderr[-3000:]
     [job] = [r["TrainingJobName"] for r in aws.sagemaker("CreateTrainingJob")[1:]]
     line = errors[0]
+    print(reason, line, sep="\n")  # what SageMaker and the user see (pytest -s)
     assert f"the training job {job} failed: TypeError: " in line
     assert "caused by the override +trainer.bogus_arg=1" in line
     assert f"console.aws.amazon.com/sagemaker/home?region={sm_moto.REGION}#/jobs/{job}" in line

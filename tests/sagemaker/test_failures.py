@@ -5,6 +5,7 @@ with the reason, the console URL and the logs command."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -85,6 +86,7 @@ def test_a_job_failing_on_an_override_names_the_error_and_the_override(
     assert len(errors) == 1, proc.stderr[-3000:]
     [job] = [r["TrainingJobName"] for r in aws.sagemaker("CreateTrainingJob")[1:]]
     line = errors[0]
+    print(reason, line, sep="\n")  # what SageMaker and the user see (pytest -s)
     assert f"the training job {job} failed: TypeError: " in line
     assert "caused by the override +trainer.bogus_arg=1" in line
     assert f"console.aws.amazon.com/sagemaker/home?region={sm_moto.REGION}#/jobs/{job}" in line
@@ -204,3 +206,17 @@ def test_the_override_blamed_is_the_one_the_innermost_error_names():
         assert failure.culprit(e, overrides) == "+trainer.bogus_arg=1"
         assert failure.culprit(e, ["trainer=cpu"]) == "trainer=cpu"  # Hydra's full_key
         assert failure.culprit(e, ["lr=0.1"]) is None
+
+
+def test_a_bogus_trainer_argument_is_traced_to_where_bincount_builds_the_trainer(make_cfg):
+    from bincount.training.fit import _trainer
+
+    cfg = make_cfg("+trainer.bogus_arg=1")
+    with pytest.raises(Exception) as caught:
+        _trainer(cfg, [], [])
+    text = failure.describe(caught.value, ["lr=0.01", "+trainer.bogus_arg=1"])
+    first, cause, where, raised = text.splitlines()
+    assert first.startswith("TypeError: ") and "'bogus_arg'" in first
+    assert cause == "caused by the override +trainer.bogus_arg=1"
+    assert re.search(r"<- fit\.py:\d+ in _trainer$", where), where
+    assert raised == "(raised as InstantiationException)"

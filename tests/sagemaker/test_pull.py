@@ -88,6 +88,7 @@ def test_a_tuning_job_comes_home_as_run_folders_that_compare_ranks(
     dest = tmp_path / "pulled"
     assert cli(["pull", name, "-o", str(dest)]) == 0
     out = capsys.readouterr().out
+    print(out)  # what the user sees (pytest -s)
     pulled = pull(name, sm_moto.REGION, dest, files=False)
     assert pulled.kind == "tuning job" and pulled.metric == "val/macro_acc"
     assert {t.name for t in pulled.trials} == set(tuned)

@@ -22,7 +22,8 @@ def _num(v) -> str:
 
 
 def _table(pulled) -> list[str]:
-    head = ["trial", "status", pulled.metric or "objective", *SHOWN_METRICS, "tuned"]
+    shown = [m for m in SHOWN_METRICS if m != pulled.metric]
+    head = ["trial (* best)", "status", pulled.metric or "objective", *shown, "tuned"]
     rows = [head]
     for t in pulled.trials:
         mark = " *" if pulled.best is t else ""
@@ -32,7 +33,7 @@ def _table(pulled) -> list[str]:
                 t.name + mark,
                 t.status,
                 _num(t.objective),
-                *(_num(t.final_metrics.get(m)) for m in SHOWN_METRICS),
+                *(_num(t.final_metrics.get(m)) for m in shown),
                 tuned or "-",
             ]
         )

@@ -23,6 +23,8 @@ from bincount.errors import BincountError
 
 MAX_CHARS = 1024  # what SageMaker keeps of the file
 FRAMES = 3
+# bincount's thin wrapper of Hydra's instantiate: the frame that called it says more.
+WRAPPERS = {str(Path(__file__).resolve().parents[2] / "training" / "hydra.py")}
 
 
 def path(env: Mapping[str, str]) -> Path | None:
@@ -69,9 +71,23 @@ def culprit(exc: BaseException, overrides: list[str]) -> str | None:
     return None
 
 
+def _frame(f: traceback.FrameSummary) -> str:
+    return f"{Path(f.filename).name}:{f.lineno} in {f.name}"
+
+
 def frames(exc: BaseException, n: int = FRAMES) -> list[str]:
-    tb = traceback.extract_tb(exc.__traceback__)[-n:]
-    return [f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in tb]
+    return [_frame(f) for f in traceback.extract_tb(exc.__traceback__)[-n:]]
+
+
+def project_frame(exc: BaseException) -> str | None:
+    """The last frame of bincount's own code on the way to the error (where it entered the
+    library that raised), e.g. `fit.py:38 in _trainer`."""
+    ours = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "/bincount/" in f.filename.replace("\\", "/") and f.filename not in WRAPPERS
+    ]
+    return _frame(ours[-1]) if ours else None
 
 
 def describe(exc: BaseException, overrides: list[str]) -> str:
@@ -85,6 +101,9 @@ def describe(exc: BaseException, overrides: list[str]) -> str:
     if cause is not None:
         lines.append(f"caused by the override {cause}")
     where = frames(root) or frames(exc)
+    entry = project_frame(exc)
+    if entry and entry not in where:
+        where.insert(0, entry)
     if where:
         lines.append("at " + " <- ".join(reversed(where)))
     if root is not exc:

@@ -151,7 +151,7 @@ def test_model_fn_says_what_to_do_with_a_wrong_path(tmp_path, served_run):
         inference.model_fn(tmp_path, backend="onnx")
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes((served_run / "checkpoints" / "best.ckpt").read_bytes()[:5000])
-    with pytest.raises(BincountError, match="not a bincount checkpoint"):
+    with pytest.raises(BincountError, match="is not a checkpoint that loads: truncated"):
         inference.model_fn(broken)
 
 

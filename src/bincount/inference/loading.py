@@ -166,7 +166,8 @@ def load_net(ckpt: Path) -> CountNet:
                 blob = torch.load(ckpt, map_location="cpu", weights_only=True)
         except Exception as e:  # truncated, not torch's, or pickles beyond tensors
             raise BincountError(
-                f"{ckpt} is not a checkpoint that loads ({_first_line(e)}): {fix}"
+                f"{ckpt} is not a checkpoint that loads: truncated, or another kind of file "
+                f"({_first_line(e)}): {fix}"
             ) from None
         if not isinstance(blob, dict) or not {"hyper_parameters", "state_dict"} <= blob.keys():
             raise BincountError(

@@ -251,7 +251,7 @@ class Server(TcpWSGIServer):
                 "stopping: no new connections; %d request(s) under way get up to %g s to finish "
                 "(connections.shutdown_grace)",
                 busy,
-                max(0.0, self.drain_until - time.monotonic()),
+                round(max(0.0, self.drain_until - time.monotonic()), 1),
             )
             wasyncore.dispatcher.close(self)  # the listening socket: new clients are refused
         left = [c for c in list(self.active_channels.values()) if _busy(c)]

@@ -36,7 +36,7 @@ for name, image in images.items():
         start = time.monotonic()
         b = bundle.build(root, work / f"bundle-{name}", optional=set(), target=target)
         took = time.monotonic() - start
-        print(f"{target.tag} ({run} cache): {len(b.wheels)} wheels, {b.wheel_bytes() / 1e6:.1f} MB, "
+        print(f"{target.tag} ({run}): {len(b.wheels)} wheels, {b.wheel_bytes() / 1e6:.1f} MB, "
               f"bundle built in {took:.1f} s")
     built[name] = b
 image_bin = harness.image_venv(work / "image")

@@ -89,8 +89,9 @@ def wants_wheels(sm) -> bool:
         return setting == "true"
     if setting != "auto":
         raise BincountError(f"sagemaker.bundle.wheels={setting}: use true, false or auto")
-    vpc = sm.get("vpc") or {}
-    return bool(sm.get("network_isolation")) or any(bool(v) for v in dict(vpc).values())
+    vpc = sm.get("vpc")
+    in_vpc = any(bool(v) for v in vpc.values()) if hasattr(vpc, "values") else bool(vpc)
+    return bool(sm.get("network_isolation")) or in_vpc
 
 
 def pins(requirements_text: str) -> list[str]:

@@ -163,14 +163,20 @@ def closure(roots: list[str], requires: dict[str, list[str]], markers: dict) -> 
 
 def _pip(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pip", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "pip", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise BincountError(
+            f"pip {args[0]} took over {timeout:.0f} s ({' '.join(args[-1:])}): check that this "
+            "machine reaches your package index, or sagemaker.bundle.wheels=false"
+        ) from None
 
 
 def _last_error(proc: subprocess.CompletedProcess) -> str:
@@ -182,7 +188,11 @@ def build_pure(spec: str, target: Target, dest: Path, work: Path) -> Path:
     """A `py3-none-any` wheel of a pin that has only a source distribution, built here; a
     source that compiles native code cannot be built for another platform: refused."""
     sdists = work / "sdists"
-    got = _pip(["download", "--no-deps", "--no-binary=:all:", "-d", str(sdists), spec], work)
+    name = re.split(r"[=<>!~\[; ]", spec, maxsplit=1)[0]
+    # only this package from source, its metadata read without installing its build
+    # requirements (--no-binary=:all: would compile those too, e.g. Cython)
+    fetch = ["download", "--no-deps", "--no-binary", name, "--no-build-isolation"]
+    got = _pip([*fetch, "-d", str(sdists), spec], work, timeout=300)
     if got.returncode:
         raise BincountError(
             f"{spec} has no wheel for the image's Python ({target.tag}) and no source to build "

@@ -41,8 +41,8 @@ def register(subparsers) -> dict:
         "--older-than",
         type=age,
         metavar="AGE",
-        help=f"S3 prefixes whose newest object is older than this (default {DEFAULT_AGE}; "
-        "with --all-tagged: any age)",
+        help=f"S3 prefixes whose newest object is older than this (implies --s3; default "
+        f"{DEFAULT_AGE}; with --all-tagged: any age)",
     )
     p.add_argument(
         "--all-tagged", action="store_true", help="endpoints, running jobs and S3 prefixes"
@@ -58,6 +58,7 @@ def _found(sm, args) -> tuple[list, list]:
     if args.endpoint:
         return cleanup.endpoint_resources(sm, args.endpoint)
     everything = args.all_tagged
+    args.s3 = args.s3 or args.older_than is not None  # an age is about S3 prefixes
     found, kept = [], []
     if everything or not (args.jobs or args.s3):
         found += cleanup.project_resources(sm)

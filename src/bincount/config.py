@@ -32,6 +32,16 @@ def config_dir() -> Path:
     return project_root() / "conf"
 
 
+def user_cache_dir() -> Path:
+    """The launch machine's cache of bincount (wheels of offline bundles, AWS prices):
+    $BINCOUNT_CACHE_DIR, else $XDG_CACHE_HOME/bincount, else ~/.cache/bincount."""
+    env = os.environ.get("BINCOUNT_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "bincount"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("bincount_root"):
         OmegaConf.register_new_resolver("bincount_root", lambda: str(project_root()))

@@ -32,9 +32,14 @@ Redirections (the only changes to AWS's code and settings, each listed):
   3. a trial: SAGEMAKER_BASE_DIR=<root>, the toolkit's own setting for a base other than
      /opt/ml, and SM_STUDIO_LOCAL_MODE=true, the toolkit's own switch that skips its wait for
      the DNS names of the hosts (algo-1 does not resolve here);
-  4. PIP_NO_INDEX=1 for the requirements install: the pins are checked against this venv (the
-     image's Python here) and nothing is downloaded; a missing pin fails the job;
-  5. PATH starts with this venv's bin (the image's python3/pip/torchrun), TMPDIR=<root>/tmp,
+  4. pip reaches no index: PIP_NO_INDEX=1, PIP_INDEX_URL at a closed port on 127.0.0.1, and
+     PIP_CONFIG_FILE=/dev/null (this machine's pip.conf, its mirrors and find-links are not
+     read). The pins are checked against this venv (the image's Python here) and nothing is
+     downloaded; a missing pin fails the job. Nothing else of the test's environment gets in
+     (HF_HUB_OFFLINE and the like stay out, as in a real job): only HOME, LANG, LC_ALL, USER;
+  5. PATH starts with this venv's bin (the image's python3/pip/torchrun), or with `image_venv()`'s
+     (this venv's torch, torchvision and their dependencies only, as AWS's image ships them: an
+     offline bundle's wheels must bring the rest), TMPDIR=<root>/tmp,
      AWS_ENDPOINT_URL and fake credentials send the toolkit's S3 download to moto;
   6. two hosts on one machine: the SDK writes SM_MASTER_ADDR=algo-1 and SM_MASTER_PORT=7777
      into sm_training.env; the harness appends `export SM_MASTER_ADDR=127.0.0.1` and a free
@@ -256,18 +261,76 @@ def resource_config(host: str, hosts: tuple[str, ...], instance_type: str) -> di
     }
 
 
-def _base_env(root: Path, aws_env: dict[str, str], job_name: str, extra: dict) -> dict[str, str]:
-    keep = ("HOME", "LANG", "LC_ALL", "USER", "HF_HUB_OFFLINE")
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then released): connections are refused."""
+    return free_port()
+
+
+def aws_only(env: dict[str, str]) -> dict[str, str]:
+    """The AWS settings of an environment (endpoint, credentials, region, the SDK's config)."""
+    return {k: v for k, v in env.items() if k.startswith(("AWS_", "SAGEMAKER_"))}
+
+
+def image_venv(dest: Path) -> Path:
+    """A venv standing for AWS's PyTorch image: this Python, pip, and this venv's torch and
+    torchvision with their dependencies, linked in from outside it (pip never uninstalls what
+    lies outside its environment); returns its bin folder (python3, pip, torchrun)."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    dest = Path(dest)
+    venv, shipped = dest / "image-venv", dest / "image-site"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
+    shipped.mkdir(parents=True)
+    todo: list[tuple[str, set]] = [("torch", set()), ("torchvision", set()), ("pip", set())]
+    seen: dict[str, set] = {}
+    while todo:
+        name, extras = todo.pop()
+        name, extras = name.lower().replace("_", "-"), {"", *extras}
+        if name in seen and extras <= seen[name]:
+            continue
+        first = name not in seen
+        seen.setdefault(name, set()).update(extras)
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        for req in map(Requirement, dist.requires or []):
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras):
+                todo.append((req.name, set(req.extras)))
+        if not first:
+            continue
+        site = Path(dist.locate_file(""))
+        for top in {Path(f).parts[0] for f in dist.files or []}:
+            if top != ".." and not (shipped / top).exists() and (site / top).exists():
+                (shipped / top).symlink_to(site / top)
+    purelib = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (purelib / "site-packages" / "image.pth").write_text(f"{shipped}\n")
+    for tool, module in (("pip", "pip"), ("pip3", "pip"), ("torchrun", "torch.distributed.run")):
+        script = venv / "bin" / tool
+        script.write_text(f'#!/bin/sh\nexec "{venv}/bin/python" -m {module} "$@"\n')
+        script.chmod(0o755)
+    return venv / "bin"
+
+
+def _base_env(
+    root: Path, aws_env: dict[str, str], job_name: str, extra: dict, bin_dir: Path = VENV_BIN
+) -> dict[str, str]:
+    keep = ("HOME", "LANG", "LC_ALL", "USER")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update(aws_env)
     env.update(
-        PATH=f"{VENV_BIN}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+        PATH=f"{bin_dir}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
         TMPDIR=str(root / "tmp"),
         TRAINING_JOB_NAME=job_name,
         TRAINING_JOB_ARN=f"arn:aws:sagemaker:{aws_env.get('AWS_REGION', 'us-east-1')}:"
         f"123456789012:training-job/{job_name}",
         PYTHONUNBUFFERED="1",  # as the PyTorch DLC's Dockerfile sets it
         PIP_NO_INDEX="1",
+        PIP_INDEX_URL=f"http://127.0.0.1:{closed_port()}/simple/",
+        PIP_CONFIG_FILE=os.devnull,
         PIP_DISABLE_PIP_VERSION_CHECK="1",
     )
     env.update(extra)
@@ -300,8 +363,10 @@ def training_job(
     job_name: str = "bincount-local-job",
     master: tuple[str, int] | None = None,
     extra_env: dict | None = None,
+    bin_dir: Path = VENV_BIN,
 ) -> Container:
-    """The container of one host of a CreateTrainingJob request, ready to run."""
+    """The container of one host of a CreateTrainingJob request, ready to run; `bin_dir`: the
+    image's python3 and pip (this venv's, or `image_venv()`'s)."""
     root = Path(root)
     itype = request["ResourceConfig"]["InstanceType"]
     channels = request["InputDataConfig"]
@@ -334,7 +399,7 @@ def training_job(
     return Container(
         root=root,
         command=command,
-        env=_base_env(root, aws_env, job_name, {**env, **(extra_env or {})}),
+        env=_base_env(root, aws_env, job_name, {**env, **(extra_env or {})}, bin_dir),
         cwd=root,
         checkpoint_dir=_checkpoint_dir(request, root),
         tensorboard_dir=_tensorboard(request, root),
@@ -397,7 +462,7 @@ def main(argv: list[str]) -> int:
     requests_json, data, root = argv
     record = json.loads(Path(requests_json).read_text())
     request = record.get("requests", record).get("CreateTrainingJob", record)
-    container = training_job(request, Path(root), Path(data), dict(os.environ))
+    container = training_job(request, Path(root), Path(data), aws_only(dict(os.environ)))
     code = container.run()
     print(container.output()[-4000:])
     return code

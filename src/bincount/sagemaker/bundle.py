@@ -5,7 +5,9 @@ serving/export/sweep pins, and the trackers and plotting the job's config does n
 
 Built from an allow-list, never from the working tree as a whole, so run folders, data, venvs,
 checkpoints and caches cannot slip in. `bundle.json` lists every file with its SHA-256 and the
-git commit it came from.
+git commit it came from. With a wheel target (`sagemaker.bundle.wheels`, see wheels.py) the
+bundle also holds `wheels/`, every wheel the job installs, and its requirements.txt starts with
+`--no-index --find-links wheels`: pip in the container reaches no index.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import hashlib
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json, atomic_write_text
+from bincount.sagemaker import wheels as wheelhouse
 from bincount.sagemaker.spec import ENTRY_SCRIPT
 
 INCLUDE = ("src/bincount", "conf", "train.py")
@@ -73,6 +76,32 @@ if __name__ == "__main__":
 class Bundle:
     path: Path
     files: list[str]
+    wheels: list[str] = field(default_factory=list)  # under wheels/ (an offline bundle)
+    target: str | None = None  # the wheels' tag, e.g. cp313-manylinux_2_35_x86_64
+
+    def wheel_bytes(self) -> int:
+        return sum((self.path / WHEELS / w).stat().st_size for w in self.wheels)
+
+
+WHEELS = "wheels"
+OFFLINE_HEADER = f"--no-index\n--find-links {WHEELS}\n"
+
+
+def wants_wheels(sm) -> bool:
+    """sagemaker.bundle.wheels: true, false, or auto (true where the job cannot reach PyPI:
+    sagemaker.network_isolation or a sagemaker.vpc is set)."""
+    setting = str((sm.get("bundle") or {}).get("wheels", "auto")).lower()
+    if setting in ("true", "false"):
+        return setting == "true"
+    if setting != "auto":
+        raise BincountError(f"sagemaker.bundle.wheels={setting}: use true, false or auto")
+    vpc = sm.get("vpc")
+    in_vpc = any(bool(v) for v in vpc.values()) if hasattr(vpc, "values") else bool(vpc)
+    return bool(sm.get("network_isolation")) or in_vpc
+
+
+def pins(requirements_text: str) -> list[str]:
+    return [ln for ln in requirements_text.splitlines() if ln.strip() and ln[0] not in "#-"]
 
 
 def requirement_name(line: str) -> str:
@@ -152,10 +181,16 @@ def _git_commit(root: Path) -> str | None:
 
 
 def build(
-    root: Path, dest: Path, keep_image_torch: bool = True, optional: set[str] | None = None
+    root: Path,
+    dest: Path,
+    keep_image_torch: bool = True,
+    optional: set[str] | None = None,
+    target: wheelhouse.Target | None = None,
+    log=lambda s: None,
 ) -> Bundle:
     """Write the bundle into `dest` (emptied first) and return what it holds; `optional`: the
-    WHEN_USED packages the job needs (`needed_by` its config; None: all)."""
+    WHEN_USED packages the job needs (`needed_by` its config; None: all); `target`: bundle the
+    wheels for that image (wheels.target_of) and install from them only."""
     root, dest = Path(root), Path(dest)
     if dest.exists():
         shutil.rmtree(dest)
@@ -163,15 +198,32 @@ def build(
     listing = {}
     for path in _files(root):
         rel = path.relative_to(root).as_posix()
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+        copy_to = dest / rel
+        copy_to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, copy_to)
         listing[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    reqs = requirements(root, keep_image_torch, optional)
+    wheels: list[str] = []
+    if target is not None:
+        if not keep_image_torch:
+            raise BincountError(
+                "an offline bundle (sagemaker.bundle.wheels) with keep_image_torch=false would "
+                "carry torch and CUDA (GBs): keep the image's torch (keep_image_torch=true)"
+            )
+        from bincount.config import user_cache_dir
+
+        (dest / WHEELS).mkdir()
+        for wheel in wheelhouse.collect(pins(reqs), target, user_cache_dir(), log):
+            shutil.copy2(wheel, dest / WHEELS / wheel.name)
+            wheels.append(wheel.name)
+            listing[f"{WHEELS}/{wheel.name}"] = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        reqs = OFFLINE_HEADER + reqs
     for rel, text in (
-        ("requirements.txt", requirements(root, keep_image_torch, optional)),
+        ("requirements.txt", reqs),
         (ENTRY_SCRIPT, ENTRY),
     ):
         atomic_write_text(dest / rel, text)
         listing[rel] = hashlib.sha256(text.encode()).hexdigest()
     atomic_write_json(dest / "bundle.json", {"git_commit": _git_commit(root), "files": listing})
-    return Bundle(dest, sorted([*listing, "bundle.json"]))
+    tag = target.tag if target else None
+    return Bundle(dest, sorted([*listing, "bundle.json"]), sorted(wheels), tag)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from bincount.config import project_root
 from bincount.fileio import atomic_write_json
-from bincount.sagemaker import bundle, capture, overrides, spec
+from bincount.sagemaker import bundle, capture, overrides, spec, wheels
 
 
 @dataclass
@@ -60,7 +60,12 @@ def launch(
         run_dir / "bundle",
         keep_image_torch=job.keep_image_torch,
         optional=bundle.needed_by(_training_config_text(cfg)),
+        target=wheels.target_of(job.image_uri) if bundle.wants_wheels(cfg.sagemaker) else None,
+        log=echo,
     )
+    if built.target:
+        mb = built.wheel_bytes() / 1e6
+        echo(f"offline bundle: {len(built.wheels)} wheels ({mb:.0f} MB) for {built.target}")
     estimate = job.estimate()
     kind = "tuning job" if job.space else "training job"
     dry = bool(cfg.get("dry_run"))

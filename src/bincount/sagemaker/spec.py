@@ -100,6 +100,7 @@ class JobSpec:
             jobs=self.space.max_trials if self.space else 1,
             spot=self.spot,
             spot_savings=self.spot_savings,
+            region=self.region,  # AWS's Price List API where credentials exist (prices.py)
         )
 
 

@@ -159,7 +159,7 @@ def split_table(rows: list[manifest.Row]) -> list[list]:
 def source_table(rows: list[manifest.Row]) -> list[list]:
     """[header, one row per source...]: photos per count and per split of each source of a
     manifest of several sources (`data=all`); [] for a manifest of one source."""
-    by_source = sorted({r.source for r in rows})
+    by_source = sorted({r.source for r in rows}, key=lambda s: (Path(s).name, s))
     if len(by_source) < 2:
         return []
     shown = sorted({r.count for r in rows})

@@ -184,7 +184,7 @@ def test_names_say_sweep_trial_and_what_varies(make_cfg, tmp_path):
 
     single = identity.identify(
         cfg,
-        task_overrides=["model=resnet18", "paths.data_dir=/x", "data.source=/y", "lr=0.012345"],
+        task_overrides=["model=resnet18", "logger=many", "data.source=/y", "lr=0.012345"],
         env={},
         now=0,
     )

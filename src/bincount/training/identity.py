@@ -29,9 +29,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-# Overrides that say where things are, not what is trained: left out of a single run's name.
-WHERE_KEYS = ("paths.", "hydra.", "data.source", "data.cache_dir", "data.file_list", "ckpt_path")
-WHERE_KEYS += ("data.num_workers", "trainer.enable_progress_bar")
+# Overrides that say where things are or how they are watched, not what is trained: left out
+# of a single run's name.
+WHERE_PREFIXES = ("paths.", "hydra.", "logger.")
+WHERE_KEYS = {"logger", "data.source", "data.cache_dir", "data.file_list", "data.num_workers"}
+WHERE_KEYS |= {"ckpt_path", "trainer.enable_progress_bar"}
 MAX_NAME = 120
 # SageMaker names a tuning job's training jobs <tuning job>-<3-digit trial>-<8 hex digits>.
 TUNING_TRIAL = re.compile(r"^(?P<sweep>.+)-(?P<trial>\d{3})-[0-9a-f]{8}$")
@@ -118,9 +120,7 @@ def tuned_keys(argv: Sequence[str]) -> list[str]:
 
 
 def _is_where(key: str) -> bool:
-    return any(key == w or key.startswith(w) for w in WHERE_KEYS if w.endswith(".")) or any(
-        key == w for w in WHERE_KEYS
-    )
+    return key in WHERE_KEYS or key.startswith(WHERE_PREFIXES)
 
 
 def _values(keys: Iterable[str], overrides: Sequence[str], cfg: DictConfig) -> dict[str, str]:

@@ -205,8 +205,11 @@ def _mlflow_start(lg, ident: identity.Identity, curated: dict, run: Path) -> Non
     params = [Param(k, str(v)[:500]) for k, v in curated.items()]
     tags = [RunTag(k, v) for k, v in ident.tags().items()]
     if ident.sweep:
-        parent = _mlflow_parent(client, lg.experiment_id, ident)
-        tags += [RunTag(PARENT_TAG, parent), RunTag("sweep_key", sweep_key(ident))]
+        try:
+            parent = _mlflow_parent(client, lg.experiment_id, ident)
+            tags += [RunTag(PARENT_TAG, parent), RunTag("sweep_key", sweep_key(ident))]
+        except Exception as e:  # the trial is still logged, only not nested
+            log.warning("MLflow: no parent run for sweep %s (%s)", ident.sweep, e)
     client.log_batch(run_id, params=params, tags=tags)
     config = run / "config.yaml"
     if config.is_file():

@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -202,9 +203,18 @@ def wandb_records(path: Path) -> list:
     return records
 
 
-def wandb_run(path: Path):
-    """The last `run` record of an offline run file (name, group, job type, tags)."""
-    runs = [r.run for r in wandb_records(path) if r.WhichOneof("record_type") == "run"]
+def wandb_run(path: Path, timeout: float = 60):
+    """The last `run` record of an offline run file (name, group, job type, tags). W&B's
+    service process writes the file after `run.finish()` returns: wait for the run's exit."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = wandb_records(path)
+        kinds = [r.WhichOneof("record_type") for r in records]
+        if "exit" in kinds or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    runs = [r.run for r, k in zip(records, kinds, strict=True) if k == "run"]
+    assert runs, f"{path}: no run record ({kinds})"
     return runs[-1]
 
 

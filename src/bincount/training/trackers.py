@@ -187,7 +187,7 @@ def _tensorboard_finish(lg) -> None:
     info = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
     summary = _hparams_summary(metadata.SESSION_END_INFO_TAG, session_end_info=info)
     lg.experiment._get_file_writer().add_summary(summary)
-    lg.experiment.flush()
+    lg.experiment.close()  # its writer thread ends here, not with the sweep's last trial
 
 
 # ------------------------------------------------------------------ MLflow

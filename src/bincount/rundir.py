@@ -4,6 +4,8 @@ names through here. Torch-free (omegaconf only when a config is read or written)
 
     <run>/config.yaml               the composed config, resolved (CONFIG)
     <run>/metrics.json              objective, val/test figures, best checkpoint (METRICS)
+                                    val: the kept (best) epoch's figures, best_epoch its
+                                    number, last: the last epoch's; identity: name and tags
     <run>/checkpoints/best.ckpt     the checkpoint served (BEST_CKPT); last.ckpt to resume
     <run>/csv/metrics.csv           per-step/epoch figures (CSV_METRICS)
     <run>/calibration.json          `bincount calibrate`'s thresholds (CALIBRATION)

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import WeightAveraging
 
 from bincount import hardware, rundir
+from bincount.callbacks.history import ValHistory
 from bincount.errors import BincountError
+from bincount.training import identity, trackers
 from bincount.training.hydra import instantiate, instantiate_dict
 
 log = logging.getLogger("bincount")
@@ -67,17 +69,19 @@ def run(cfg: DictConfig) -> float:
             f"data and model disagree on preprocessing ({datamodule.preprocess} vs {pre}): "
             "set the image size once, with data.image_size"
         )
-    callbacks = instantiate_dict(cfg.get("callbacks"))
-    loggers = instantiate_dict(cfg.get("logger"))
+    ident = identity.from_context(cfg)
+    history = ValHistory()
+    tracking = trackers.Tracking(ident, cfg, out)
+    callbacks = [*instantiate_dict(cfg.get("callbacks")), history, tracking]
+    loggers = trackers.build(cfg.get("logger"), ident)
     trainer = _trainer(cfg, callbacks, loggers)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    module._log_hyperparams = False  # the trackers get theirs from `tracking` (not 140 params)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.monotonic() - started
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-
     checkpoint = trainer.checkpoint_callback
+    val, best_epoch, last = kept_figures(trainer, history, checkpoint)
+
     best_path = getattr(checkpoint, "best_model_path", "") or ""
     best_score = getattr(checkpoint, "best_model_score", None)
     metric_name = cfg.optimized_metric
@@ -90,11 +94,15 @@ def run(cfg: DictConfig) -> float:
             f"optimized_metric={metric_name} was never logged; pick one of {sorted(val)}"
         )
 
+    ident = tracking.identity  # with the data's fingerprint
     results: dict = {
         "objective": {"name": metric_name, "value": objective},
         "best_checkpoint": best_path or None,
         "counts": list(module.counts),
-        "val": val,
+        "val": val,  # the kept (best) epoch's: the checkpoint served
+        "best_epoch": best_epoch,
+        "last": last,  # the last epoch's, with its number
+        "identity": {"name": ident.name, "sweep_key": ident.sweep_key, **ident.tags()},
         "fit_seconds": round(fit_seconds, 1),
         "precision": str(trainer.precision),
         "epochs": trainer.current_epoch,
@@ -112,9 +120,28 @@ def run(cfg: DictConfig) -> float:
     results["seconds"] = round(time.monotonic() - started, 1)
     if trainer.is_global_zero:
         rundir.write_metrics(out, results)
+        trackers.finish(loggers, ident, results, trainer.global_step, str(cfg.optimized_mode))
         print_summary(results, out)
     end_tracker_runs(loggers)
     return objective
+
+
+def kept_figures(trainer, history: ValHistory, checkpoint) -> tuple[dict, int | None, dict]:
+    """(the kept epoch's val figures, its number, the last epoch's figures with its number).
+    The kept epoch is the best checkpoint's (the last one without a checkpoint)."""
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    last_record = history.last()
+    last = dict(last_record) if last_record else {"epoch": trainer.current_epoch, **final}
+    last.pop("step", None)
+    kept = history.kept(checkpoint)
+    if kept is None:
+        log.warning(
+            "the best checkpoint's epoch is not in this run's record (resumed from an older "
+            "checkpoint?): metrics.json's val figures are the last epoch's"
+        )
+        return final, None, last
+    val = {k: v for k, v in kept.items() if k.startswith("val/")}
+    return val, kept["epoch"], last
 
 
 def end_tracker_runs(loggers: list) -> None:
@@ -126,9 +153,22 @@ def end_tracker_runs(loggers: list) -> None:
             run.finish()
 
 
+def objective_line(name: str, value: float) -> str:
+    """`best val/acc=0.406250`: the line a SageMaker tuning job's metric definition reads the
+    trial's objective from (the last `val/acc=` of the log; the container prints it too)."""
+    return f"best {name}={value:.6f}"
+
+
 def print_summary(results: dict, out: Path) -> None:
     test = results.get("test", {})
-    lines = [f"run: {out}", f"{results['objective']['name']} = {results['objective']['value']:.4f}"]
+    name, value = results["objective"]["name"], results["objective"]["value"]
+    lines = [f"run: {out}"]
+    if results.get("identity"):
+        lines[0] += f"  ({results['identity']['name']})"
+    kept = objective_line(name, value)
+    if results.get("best_epoch") is not None:
+        kept += f" (epoch {results['best_epoch']} of {results['last'].get('epoch')})"
+    lines.append(kept)
     if test:
         keys = ["test/acc", "test/rmse", "test/mae", "test/off_by_one"]
         lines.append("  ".join(f"{k}={test[k]:.4f}" for k in keys if k in test))

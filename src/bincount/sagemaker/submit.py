@@ -40,6 +40,8 @@ def session(spec: JobSpec, capture: Capture | None = None):
         boto_session = boto3.Session(region_name=spec.region)
     if capture is not None:
         capture.attach(boto_session)
+    if spec.kms_key:
+        encrypt_uploads(boto_session, spec.kms_key)
     sm_session = Session(boto_session=boto_session, default_bucket=spec.bucket)
     if spec.bucket is None:  # SageMaker's default bucket, named by the SDK (created if missing)
         if capture is not None:  # a dry run answers ListBuckets with it
@@ -50,6 +52,19 @@ def session(spec: JobSpec, capture: Capture | None = None):
     return sm_session
 
 
+def encrypt_uploads(boto_session, kms_key: str) -> None:
+    """Every object written through this session is encrypted with the key (SSE-KMS): ours
+    (manifests, weights) and the SDK's (code, drivers, and the tuner's sourcedir.tar.gz, which
+    sagemaker-train 1.27.0 uploads without its output key)."""
+
+    def add_key(params, **kwargs):
+        params.setdefault("ServerSideEncryption", "aws:kms")
+        params.setdefault("SSEKMSKeyId", kms_key)
+
+    for operation in ("PutObject", "CreateMultipartUpload"):
+        boto_session.events.register(f"before-parameter-build.s3.{operation}", add_key)
+
+
 def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
     from sagemaker.core.training.configs import (
         CheckpointConfig,
@@ -57,12 +72,12 @@ def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
         MetricDefinition,
         Networking,
         OutputDataConfig,
+        RetryStrategy,
         SourceCode,
         StoppingCondition,
         Tag,
     )
     from sagemaker.train import ModelTrainer
-    from sagemaker.train.configs import RetryStrategy
     from sagemaker.train.distributed import Torchrun
 
     sm_session.default_bucket()  # creates SageMaker's default bucket when that is the one

@@ -169,7 +169,7 @@ def test_tuning_job_searches_the_one_space(aws, tmp_path):
         {"Name": "lr", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}
     ]
     assert ranges["CategoricalParameterRanges"] == [
-        {"Name": "batch_size", "Values": ["32", "64", "128", "256", "512"]}
+        {"Name": "batch_size", "Values": ["16", "32", "64", "128", "256"]}
     ]
     definition = req["TrainingJobDefinition"]
     static = definition["StaticHyperParameters"]

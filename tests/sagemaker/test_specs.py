@@ -28,7 +28,7 @@ def test_train_composes_with_the_sweep_and_the_space_is_the_documented_one():
     assert space.direction == "maximize" and space.strategy == "bayesian"
     lr, bs = space.params
     assert (lr.key, lr.type, lr.low, lr.high, lr.log) == ("lr", "float", 0.001, 0.1, True)
-    assert (bs.key, bs.type, bs.choices) == ("batch_size", "categorical", (32, 64, 128, 256, 512))
+    assert (bs.key, bs.type, bs.choices) == ("batch_size", "categorical", (16, 32, 64, 128, 256))
 
 
 @pytest.mark.parametrize(

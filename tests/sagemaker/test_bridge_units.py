@@ -277,3 +277,15 @@ def test_trials_get_the_nccl_and_efa_settings_of_aws_torchrun_driver(instance):
     launch = Topology.from_env(gpu).launch_env(gpu)
     assert {k: launch[k] for k in collective_env(gpu)} == collective_env(gpu)
     assert "NCCL_PROTO" not in Topology.from_env(hosts).launch_env(hosts)
+
+
+def test_the_model_hub_message_names_the_fix_that_works_inside_a_job():
+    from bincount.models.backbones import _no_weights
+
+    inside = str(
+        _no_weights("resnet50", "the model hub cannot be reached", {"TRAINING_JOB_NAME": "j"})
+    )
+    assert "model.weights=s3://" in inside and "NAT gateway" in inside
+    assert "run where the model hub is reachable" not in inside
+    here = str(_no_weights("resnet50", "the model hub cannot be reached", {}))
+    assert "run where the model hub is reachable" in here and "SageMaker" not in here

@@ -31,6 +31,9 @@ DATA_CHANNEL = "data"
 WEIGHTS_CHANNEL = "weights"
 CHANNELS_ENV = "BINCOUNT_DATA_CHANNELS"
 WEIGHTS_ENV = "BINCOUNT_WEIGHTS_FILE"
+# Set when the data channel is a manifest of the listed ids: the channel holds just those, so
+# the job reads all of it (data.file_list=null; a local list would not be there anyway).
+LISTED_ENV = "BINCOUNT_DATA_LISTED"
 # The public bucket: the dataset's images (its registry page: 536,434 bin images).
 PUBLIC_BUCKET = "aft-vbi-pds"
 PUBLIC_BUCKET_PHOTOS = 536_434
@@ -172,6 +175,7 @@ def data_plan(cfg: DictConfig, input_mode: str, data_uri: str | None = None) -> 
             ]
             channel.photos = len(ids)
             plan.copied_photos += len(ids)
+            plan.environment[LISTED_ENV] = "1"
         elif input_mode == "File":
             total = PUBLIC_BUCKET_PHOTOS if uri == f"s3://{PUBLIC_BUCKET}/" else None
             if ids is not None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_copy, atomic_write_json
-from bincount.sagemaker.channels import CHANNELS_ENV, WEIGHTS_CHANNEL, WEIGHTS_ENV
+from bincount.sagemaker.channels import CHANNELS_ENV, LISTED_ENV, WEIGHTS_CHANNEL, WEIGHTS_ENV
 from bincount.sagemaker.overrides import to_overrides
 from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL, refuse_ensemble
 
@@ -233,6 +233,8 @@ def job_overrides(hyperparameters: dict[str, str], env: Mapping[str, str], place
         overrides.append(f"data.source={data_sources(env)}")
     elif channel:
         overrides.append(f"data.source={channel}")
+    if env.get(LISTED_ENV) == "1":  # a manifest channel: it holds just the listed photos
+        overrides.append("data.file_list=null")
     elif not any(o.startswith("data.source=") for o in overrides):
         raise BincountError(
             f"no SM_CHANNEL_{DATA_CHANNEL.upper()}: the job needs a `{DATA_CHANNEL}` input "

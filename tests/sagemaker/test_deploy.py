@@ -228,7 +228,7 @@ def test_an_endpoint_in_a_vpc_with_a_key_dry_run_then_sent(aws, tmp_path, capsys
     check(model, config)
     (put,) = [r for r in aws.requests if r.method == "PUT" and r.path.endswith("model.tar.gz")]
     assert put.headers.get("x-amz-server-side-encryption") == "aws:kms"
-    with pytest.raises(BincountError, match="deploy.vpc needs both"):
+    with pytest.raises(BincountError, match=r"deploy\.vpc needs both"):
         deploy.deploy(
             str(run),
             dry_run=True,

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -275,12 +276,23 @@ def test_cli_prints_the_error_without_traceback(aws, tmp_path):
 
 
 def test_without_a_bucket_the_sdk_default_bucket_is_used(aws, tmp_path):
+    """sagemaker.bucket=null: the SDK session's default bucket. Its own STS call names it
+    (answered by the dry run's capture: the SDK sends it to sts.<region>.amazonaws.com, past
+    AWS_ENDPOINT_URL, so not to moto), and the SDK config's DefaultS3Bucket wins, as the SDK
+    documents (the hand-made sagemaker-<region>-<account> ignored it)."""
     base = [o for o in BASE if not o.startswith("sagemaker.bucket=")]
-    launch_in_process(*base, "sagemaker.spot=true", tmp_path=tmp_path)
-    [req] = aws.sagemaker("CreateTrainingJob")
-    default = f"sagemaker-{REGION}-123456789012"  # moto's account
+    result = launch_in_process(*base, "sagemaker.spot=true", "dry_run=true", tmp_path=tmp_path)
+    req = result.requests["CreateTrainingJob"]
+    default = f"sagemaker-{REGION}-000000000000"  # the dry run's placeholder account
     assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{default}/bincount/output"
     assert req["CheckpointConfig"]["S3Uri"].startswith(f"s3://{default}/bincount/checkpoints/")
+
+    config = Path(os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"])
+    config.write_text(config.read_text() + f"      Session:\n        DefaultS3Bucket: {BUCKET}\n")
+    launch_in_process(*base, "sagemaker.spot=true", tmp_path=tmp_path)
+    [req] = aws.sagemaker("CreateTrainingJob")
+    assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/bincount/output"
+    assert req["CheckpointConfig"]["S3Uri"].startswith(f"s3://{BUCKET}/bincount/checkpoints/")
 
 
 def test_any_ml_instance_type_launches_and_an_unlisted_one_is_priced_unknown(aws, tmp_path):

@@ -44,7 +44,7 @@ def session(spec: JobSpec, capture: Capture | None = None):
         encrypt_uploads(boto_session, spec.kms_key)
     sm_session = Session(boto_session=boto_session, default_bucket=spec.bucket)
     if spec.bucket is None:  # SageMaker's default bucket, named by the SDK (created if missing)
-        if capture is not None:  # a dry run answers ListBuckets with it
+        if capture is not None and capture.dry_run:  # a dry run answers ListBuckets with it
             capture.bucket = sm_session.generate_default_sagemaker_bucket_name(boto_session)
         spec.bucket = sm_session.default_bucket()
     if capture is not None:

@@ -423,6 +423,13 @@ def test_data_bucket_sends_a_manifest_of_the_listed_ids(aws, tmp_path):
     key = uri["DataSource"]["S3DataSource"]["S3Uri"].split(f"s3://{BUCKET}/", 1)[1]
     assert len(json.loads(s3_read(key))) - 1 == 2 * (1228 + 2299)
     assert boto3  # (the manifest is read back from moto's S3 above)
+    # the dry run says what each channel copies
+    lines.clear()
+    launch_in_process(*US_EAST, "data=bucket", "dry_run=true", tmp_path=tmp_path, echo=lines.append)
+    assert any(
+        line.startswith("channel data (File): a manifest of 10,441 photos under s3://aft-vbi-pds/")
+        for line in lines
+    )
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@
 job) and raises a BincountError for what SageMaker would refuse later or what would waste money:
 no role, no region, a malformed instance type (any `ml.*` type is accepted; the price table only
 prices), Pipe input, spot with a max wait not above the max runtime, several instances without a
-distributed setup. The SDK builds the requests from it
+distributed setup, a malformed VPC or KMS key, a retry count outside 1-30, a backbone that needs
+the model hub in an isolated job, a data channel that would copy more than the run reads
+(channels.py). The SDK builds the requests from it
 (submit.py); `dry_run=true` prints them as captured in botocore (capture.py).
 """
 

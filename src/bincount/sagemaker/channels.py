@@ -37,7 +37,8 @@ LISTED_ENV = "BINCOUNT_DATA_LISTED"
 # The public bucket: the dataset's images (its registry page: 536,434 bin images).
 PUBLIC_BUCKET = "aft-vbi-pds"
 PUBLIC_BUCKET_PHOTOS = 536_434
-# Bytes one photo takes on the volume (image + metadata): ../shared/abid, 196 MB for 2,679.
+# Bytes one photo takes on the volume (image + metadata), rounded up: ../shared/abid holds
+# 193.3 MB for 2,679 (`du -sb bin-images metadata`), 72 kB each.
 BYTES_PER_PHOTO = 75_000
 # What the volume holds besides the data: the image's layers are elsewhere; the run folder,
 # checkpoints, pip's packages and the resized-image cache.

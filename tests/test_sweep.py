@@ -257,7 +257,7 @@ def test_space_becomes_optuna_distributions(make_cfg):
     cfg = make_cfg("+sweep=hpo", "sweep.seed=3")
     dists = distributions(space(cfg))
     assert dists["lr"] == optuna.distributions.FloatDistribution(0.001, 0.1, log=True)
-    assert dists["batch_size"].choices == (32, 64, 128, 256, 512)
+    assert dists["batch_size"].choices == (16, 32, 64, 128, 256)
     assert isinstance(sampler(space(cfg), 3), optuna.samplers.TPESampler)
     assert sampler(space(cfg), 3, n_startup_trials=2)._n_startup_trials == 2
     grid = make_cfg("+sweep=hpo", "sweep.strategy=grid", "~sweep.params.lr")

@@ -337,6 +337,22 @@ def _base_env(
     return env
 
 
+def _manifest_download(s3_uri: str, dest: Path) -> list[str]:
+    """A ManifestFile channel in File mode, as SageMaker copies it: each key the manifest lists,
+    from its `prefix`, into dest at the key's path relative to that prefix."""
+    import boto3
+
+    bucket, _, key = s3_uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3")
+    header, *keys = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    src_bucket, _, prefix = header["prefix"].removeprefix("s3://").partition("/")
+    for rel in keys:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(src_bucket, prefix + rel, str(target))
+    return keys
+
+
 def _copy_data(data: Path, root: Path, channel: str = DATA_CHANNEL) -> None:
     dest = root / "input" / "data" / channel
     if not dest.exists():
@@ -373,11 +389,15 @@ def training_job(
     _layout(root, request.get("HyperParameters", {}), channels, resource_config(host, hosts, itype))
     for channel in channels:
         name = channel["ChannelName"]
+        dest = root / "input" / "data" / name
+        source = channel["DataSource"]["S3DataSource"]
+        if source["S3DataType"] == "ManifestFile":  # only the listed objects, from S3
+            _manifest_download(source["S3Uri"], dest)
+            continue
         if name == DATA_CHANNEL:
             _copy_data(data, root)
             continue
-        dest = root / "input" / "data" / name
-        _s3_download(channel["DataSource"]["S3DataSource"]["S3Uri"], dest)
+        _s3_download(source["S3Uri"], dest)
         if name == "sm_drivers":  # redirection 1
             for path in dest.rglob("*"):
                 if path.is_file() and path.suffix != ".pyc":  # the SDK uploads its caches too

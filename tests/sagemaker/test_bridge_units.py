@@ -11,6 +11,7 @@ from bincount.errors import BincountError
 from bincount.sagemaker.container.bridge import (
     Places,
     Topology,
+    collective_env,
     file_list,
     job_overrides,
     parse_hyperparameters,
@@ -207,3 +208,84 @@ def test_an_ensemble_is_refused_before_anything_trains(tmp_path):
         build_config(["--experiment", "ensemble"], env)
     cfg, _, _ = build_config(["--experiment", "best_single"], env)
     assert cfg.model.head == "ordinal" and cfg.runner._target_ == "bincount.training.fit.run"
+
+
+def test_a_list_of_sources_and_the_weights_channel_become_overrides(tmp_path):
+    """The launcher's BINCOUNT_DATA_CHANNELS (one channel per data.source element) and
+    BINCOUNT_WEIGHTS_FILE (model.weights as a channel) back into the config."""
+    from bincount.sagemaker.container.bridge import compose
+
+    env = {
+        "SM_CHANNEL_DATA": "/opt/ml/input/data/data",
+        "SM_CHANNEL_DATA1": "/opt/ml/input/data/data1",
+        "SM_CHANNEL_WEIGHTS": "/opt/ml/input/data/weights",
+        "BINCOUNT_DATA_CHANNELS": json.dumps(
+            [{"channel": "data", "squashed": False}, {"channel": "data1", "squashed": True}]
+        ),
+        "BINCOUNT_WEIGHTS_FILE": "r50.pth",
+        "BINCOUNT_SCRATCH": str(tmp_path),
+    }
+    hps = {
+        OVERRIDES_KEY: split(["model.weights=/home/me/r50.pth"]).hyperparameters()[OVERRIDES_KEY]
+    }
+    overrides = job_overrides(hps, env, Places.from_env(env))
+    cfg = compose(overrides)
+    assert list(cfg.data.source) == [
+        "/opt/ml/input/data/data",
+        {"path": "/opt/ml/input/data/data1", "squashed": True},
+    ]
+    assert cfg.model.weights == "/opt/ml/input/data/weights/r50.pth"  # the channel's, not local
+    del env["SM_CHANNEL_DATA1"]
+    with pytest.raises(BincountError, match="SM_CHANNEL_DATA1"):
+        job_overrides({}, env, Places.from_env(env))
+
+
+AWS_DRIVER = """
+import json, os, sys
+from sagemaker.train.container_drivers.distributed_drivers import torchrun_driver
+before = dict(os.environ)
+torchrun_driver.setup_env()
+print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))
+"""
+
+
+@pytest.mark.parametrize(
+    "instance", ["ml.p4d.24xlarge", "ml.p5.48xlarge", "ml.g5.48xlarge", "ml.g5.xlarge"]
+)
+def test_trials_get_the_nccl_and_efa_settings_of_aws_torchrun_driver(instance):
+    """What AWS's own torchrun_driver.setup_env() (sagemaker-train) sets, run in a fresh
+    interpreter, equals what the bridge gives the processes Lightning starts."""
+    import os
+    import subprocess
+    import sys
+
+    for extra in ({}, {"SM_NETWORK_INTERFACE_NAME": "ens5"}):
+        env = {"SM_CURRENT_INSTANCE_TYPE": instance, **extra}
+        proc = subprocess.run(
+            [sys.executable, "-c", AWS_DRIVER],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert collective_env(env) == json.loads(proc.stdout)
+    if instance == "ml.p4d.24xlarge":
+        assert collective_env(env)["FI_PROVIDER"] == "efa"
+    # The bridge sets them for a multi-GPU trial (no torchrun); not on CPU, not under torchrun.
+    hosts = {"SM_HOSTS": '["algo-1","algo-2"]', "SM_CURRENT_HOST": "algo-2"}
+    gpu = {**hosts, "SM_NUM_GPUS": "8", "SM_CURRENT_INSTANCE_TYPE": instance}
+    launch = Topology.from_env(gpu).launch_env(gpu)
+    assert {k: launch[k] for k in collective_env(gpu)} == collective_env(gpu)
+    assert "NCCL_PROTO" not in Topology.from_env(hosts).launch_env(hosts)
+
+
+def test_the_model_hub_message_names_the_fix_that_works_inside_a_job():
+    from bincount.models.backbones import _no_weights
+
+    inside = str(
+        _no_weights("resnet50", "the model hub cannot be reached", {"TRAINING_JOB_NAME": "j"})
+    )
+    assert "model.weights=s3://" in inside and "NAT gateway" in inside
+    assert "run where the model hub is reachable" not in inside
+    here = str(_no_weights("resnet50", "the model hub cannot be reached", {}))
+    assert "run where the model hub is reachable" in here and "SageMaker" not in here

@@ -165,3 +165,72 @@ def test_deploy_says_what_is_missing(aws, trained_run, monkeypatch):
             role=ROLE,
         )
     assert not aws.sagemaker("CreateModel")
+
+
+def test_an_endpoint_in_a_vpc_with_a_key_dry_run_then_sent(aws, tmp_path, capsys):
+    """deploy.subnets/security_groups/kms_key/network_isolation reach CreateModel's VpcConfig
+    and EnableNetworkIsolation and CreateEndpointConfig's KmsKeyId: first as a dry run (nothing
+    sent, validated against botocore's model), then for real on moto."""
+    from bincount.sagemaker.capture import validate
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"packed as a file, never loaded here")
+    (run / "config.yaml").write_text("model: {}\n")
+    account = {
+        "subnets": ["subnet-0123456789abcdef0"],
+        "security_groups": ["sg-0123456789abcdef0"],
+        "kms_key": "alias/bincount-team",
+        "network_isolation": True,
+    }
+    kwargs = dict(
+        name="bincount-vpc",
+        s3_prefix=f"s3://{BUCKET}/deploy",
+        settings={**settings()["deploy"], **account},
+        instance_type="ml.m5.large",
+        role=ROLE,
+    )
+    out = deploy.deploy(str(run), dry_run=True, **kwargs)
+    assert aws.requests == []
+    requests = out["requests"]
+    for op, params in requests.items():
+        assert validate(op, params) == [], op
+    vpc = {"Subnets": account["subnets"], "SecurityGroupIds": account["security_groups"]}
+
+    def check(model, config):
+        assert model["VpcConfig"] == vpc and model["EnableNetworkIsolation"] is True
+        assert config["KmsKeyId"] == "alias/bincount-team"
+
+    check(requests["CreateModel"], requests["CreateEndpointConfig"])
+    assert (
+        cli.main(
+            [
+                "deploy",
+                str(run),
+                "--s3-prefix",
+                f"s3://{BUCKET}/d",
+                "--role",
+                ROLE,
+                "--instance-type",
+                "ml.m5.large",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "CreateEndpointConfig: valid against botocore's SageMaker service model" in printed
+    assert aws.requests == []
+
+    deploy.deploy(str(run), **kwargs)
+    (model,) = aws.sagemaker("CreateModel")
+    (config,) = aws.sagemaker("CreateEndpointConfig")
+    check(model, config)
+    (put,) = [r for r in aws.requests if r.method == "PUT" and r.path.endswith("model.tar.gz")]
+    assert put.headers.get("x-amz-server-side-encryption") == "aws:kms"
+    with pytest.raises(BincountError, match=r"deploy\.vpc needs both"):
+        deploy.deploy(
+            str(run),
+            dry_run=True,
+            **{**kwargs, "settings": {**settings()["deploy"], "subnets": account["subnets"]}},
+        )

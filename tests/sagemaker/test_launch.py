@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -169,7 +170,7 @@ def test_tuning_job_searches_the_one_space(aws, tmp_path):
         {"Name": "lr", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}
     ]
     assert ranges["CategoricalParameterRanges"] == [
-        {"Name": "batch_size", "Values": ["32", "64", "128", "256", "512"]}
+        {"Name": "batch_size", "Values": ["16", "32", "64", "128", "256"]}
     ]
     definition = req["TrainingJobDefinition"]
     static = definition["StaticHyperParameters"]
@@ -275,12 +276,23 @@ def test_cli_prints_the_error_without_traceback(aws, tmp_path):
 
 
 def test_without_a_bucket_the_sdk_default_bucket_is_used(aws, tmp_path):
+    """sagemaker.bucket=null: the SDK session's default bucket. Its own STS call names it
+    (answered by the dry run's capture: the SDK sends it to sts.<region>.amazonaws.com, past
+    AWS_ENDPOINT_URL, so not to moto), and the SDK config's DefaultS3Bucket wins, as the SDK
+    documents (the hand-made sagemaker-<region>-<account> ignored it)."""
     base = [o for o in BASE if not o.startswith("sagemaker.bucket=")]
-    launch_in_process(*base, "sagemaker.spot=true", tmp_path=tmp_path)
-    [req] = aws.sagemaker("CreateTrainingJob")
-    default = f"sagemaker-{REGION}-123456789012"  # moto's account
+    result = launch_in_process(*base, "sagemaker.spot=true", "dry_run=true", tmp_path=tmp_path)
+    req = result.requests["CreateTrainingJob"]
+    default = f"sagemaker-{REGION}-000000000000"  # the dry run's placeholder account
     assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{default}/bincount/output"
     assert req["CheckpointConfig"]["S3Uri"].startswith(f"s3://{default}/bincount/checkpoints/")
+
+    config = Path(os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"])
+    config.write_text(config.read_text() + f"      Session:\n        DefaultS3Bucket: {BUCKET}\n")
+    launch_in_process(*base, "sagemaker.spot=true", tmp_path=tmp_path)
+    [req] = aws.sagemaker("CreateTrainingJob")
+    assert req["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/bincount/output"
+    assert req["CheckpointConfig"]["S3Uri"].startswith(f"s3://{BUCKET}/bincount/checkpoints/")
 
 
 def test_any_ml_instance_type_launches_and_an_unlisted_one_is_priced_unknown(aws, tmp_path):
@@ -293,3 +305,195 @@ def test_any_ml_instance_type_launches_and_an_unlisted_one_is_priced_unknown(aws
     assert req["AlgorithmSpecification"]["TrainingImage"].endswith("-gpu-py313")
     out = "\n".join(lines)
     assert "price unknown" in out and prices.PRICES_AS_OF in out and prices.PRICES_SOURCE in out
+
+
+# ----- a company account: VPC, KMS, isolation, retries; only the data asked for; weights -----
+SUBNET, GROUP, KEY = "subnet-0123456789abcdef0", "sg-0123456789abcdef0", "alias/bincount-team"
+ACCOUNT = [
+    f"sagemaker.vpc.subnets=[{SUBNET}]",
+    f"sagemaker.vpc.security_groups=[{GROUP}]",
+    f"sagemaker.kms_key={KEY}",
+    "sagemaker.network_isolation=true",
+    "sagemaker.retries=3",
+]
+
+
+def _assert_account_fields(definition: dict) -> None:
+    """The fields of a CreateTrainingJob request, or of a tuning job's TrainingJobDefinition."""
+    assert definition["VpcConfig"] == {"SecurityGroupIds": [GROUP], "Subnets": [SUBNET]}
+    assert definition["EnableNetworkIsolation"] is True
+    assert definition["RetryStrategy"] == {"MaximumRetryAttempts": 3}
+    assert definition["OutputDataConfig"]["KmsKeyId"] == KEY
+    assert definition["ResourceConfig"]["VolumeKmsKeyId"] == KEY
+
+
+@pytest.mark.parametrize("sweep", [[], ["+sweep=hpo"]], ids=["training", "tuning"])
+def test_vpc_kms_isolation_and_retries_reach_the_request_fields(aws, tmp_path, sweep):
+    from bincount.sagemaker.capture import validate
+
+    lines = []
+    result = launch_in_process(
+        *BASE, *ACCOUNT, *sweep, "dry_run=true", tmp_path=tmp_path, echo=lines.append
+    )
+    assert aws.requests == []
+    [(op, request)] = result.requests.items()
+    assert validate(op, request) == []
+    assert f"{op}: valid against botocore's SageMaker service model" in lines
+    _assert_account_fields(request.get("TrainingJobDefinition", request))
+    # The real launch sends the same fields (moto behind the recording proxy).
+    launch_in_process(*BASE, *ACCOUNT, *sweep, tmp_path=tmp_path)
+    [sent] = aws.sagemaker(op)
+    _assert_account_fields(sent.get("TrainingJobDefinition", sent))
+    # What the launcher uploads is encrypted with the key too (the SDK's code, our manifest).
+    puts = [r for r in aws.requests if r.method == "PUT" and "/input/" in r.path]
+    assert puts and all(r.headers.get("x-amz-server-side-encryption") == "aws:kms" for r in puts)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ([f"sagemaker.vpc.subnets=[{SUBNET}]"], "needs both subnets and security_groups"),
+        (["sagemaker.vpc.subnets=[net-1]", f"sagemaker.vpc.security_groups=[{GROUP}]"], "net-1"),
+        (["sagemaker.kms_key=my key"], "is not a KMS key"),
+        (["sagemaker.retries=31"], "1 to 30 times"),
+        (["sagemaker.network_isolation=true", "model=resnet50"], "model.weights=s3://"),
+        (["+sweep=hpo", "sweep.objective.direction=minimize"], "least accurate model"),
+        (["model.weights=/nowhere/r50.pth"], "no such file on this machine"),
+        (["data.source=[/tmp/a,s3://b/c]"], "an element of the data.source list"),
+        (["data.source=[s3://a/b,s3://c/d]", f"sagemaker.data_uri=s3://{BUCKET}/x"], "lists 2"),
+    ],
+)
+def test_company_account_mistakes_are_one_line_before_any_call(aws, tmp_path, overrides, message):
+    from bincount.errors import BincountError
+
+    with pytest.raises(BincountError, match=re.escape(message)):
+        launch_in_process(*BASE, *overrides, tmp_path=tmp_path)
+    assert aws.requests == []
+
+
+def test_environment_takes_new_keys_without_a_plus(aws, tmp_path):
+    launch_in_process(
+        *BASE, "sagemaker.environment.TEAM_PROXY=http://proxy:3128", tmp_path=tmp_path
+    )
+    [req] = aws.sagemaker("CreateTrainingJob")
+    assert req["Environment"]["TEAM_PROXY"] == "http://proxy:3128"
+    # a typo outside the open dict is still refused by Hydra
+    with pytest.raises(Exception, match=re.escape("+sagemaker.instance_typ=")):
+        launch_in_process(*BASE, "sagemaker.instance_typ=ml.m5.large", tmp_path=tmp_path)
+
+
+US_EAST = ["sagemaker.region=us-east-1", f"sagemaker.bucket={BUCKET}"]
+
+
+def test_data_bucket_sends_a_manifest_of_the_listed_ids(aws, tmp_path):
+    """data=bucket: the seed's 10,441 ids of the public bucket's ~536k photos, as a manifest
+    channel (File mode: FastFile takes prefixes only), and a volume sized for the copy."""
+    import boto3
+
+    from bincount.data.sources import seed_ids
+
+    lines = []
+    launch_in_process(
+        *US_EAST,
+        "sagemaker.instance_type=ml.m5.xlarge",
+        "data=bucket",
+        "sagemaker.volume_size_gb=5",
+        tmp_path=tmp_path,
+        echo=lines.append,
+    )
+    [req] = aws.sagemaker("CreateTrainingJob")
+    data = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "data")
+    source = data["DataSource"]["S3DataSource"]
+    assert source["S3DataType"] == "ManifestFile" and data["InputMode"] == "File"
+    key = source["S3Uri"].split(f"s3://{BUCKET}/", 1)[1]
+    manifest = json.loads(s3_read(key))
+    assert manifest[0] == {"prefix": "s3://aft-vbi-pds/"}
+    ids = seed_ids()
+    assert len(manifest) - 1 == 2 * len(ids) == 2 * 10441
+    assert {f"bin-images/{i}.jpg" for i in ids} | {f"metadata/{i}.json" for i in ids} == set(
+        manifest[1:]
+    )
+    assert req["ResourceConfig"]["VolumeSizeInGB"] == 31  # 30 + 10,441 x 75 kB, rounded up
+    assert any("raised to 31" in line for line in lines)
+    # data.counts narrows the manifest to the photos the run reads
+    aws.clear()
+    launch_in_process(*US_EAST, "data=bucket", "data.counts=[1,2]", tmp_path=tmp_path)
+    [req] = aws.sagemaker("CreateTrainingJob")
+    uri = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "data")
+    key = uri["DataSource"]["S3DataSource"]["S3Uri"].split(f"s3://{BUCKET}/", 1)[1]
+    assert len(json.loads(s3_read(key))) - 1 == 2 * (1228 + 2299)
+    assert boto3  # (the manifest is read back from moto's S3 above)
+    # the dry run says what each channel copies
+    lines.clear()
+    launch_in_process(*US_EAST, "data=bucket", "dry_run=true", tmp_path=tmp_path, echo=lines.append)
+    assert any(
+        line.startswith("channel data (File): a manifest of 10,441 photos under s3://aft-vbi-pds/")
+        for line in lines
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "numbers"),
+    [
+        (["data=bucket", "sagemaker.data_channel=prefix"], ["536,434 photos", "10,441 of them"]),
+        (["data.source=s3://aft-vbi-pds"], ["all 536,434 photos", "~40 GB"]),
+    ],
+)
+def test_a_copy_of_the_whole_bucket_is_refused_with_the_numbers(aws, tmp_path, overrides, numbers):
+    from bincount.errors import BincountError
+
+    with pytest.raises(BincountError) as e:
+        launch_in_process(*US_EAST, *overrides, "sagemaker.input_mode=File", tmp_path=tmp_path)
+    for number in numbers:
+        assert number in str(e.value)
+    assert aws.requests == []
+    # FastFile streams only what the run reads: the prefix channel is fine there
+    launch_in_process(*US_EAST, *overrides, tmp_path=tmp_path)
+    [req] = aws.sagemaker("CreateTrainingJob")
+    data = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "data")
+    assert data["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
+
+
+def test_a_list_of_sources_is_one_channel_each(aws, tmp_path):
+    sources = f"data.source=[s3://{BUCKET}/abid,{{path:s3://{BUCKET}/abid-224,squashed:true}}]"
+    base = [o for o in BASE if not o.startswith("data.source=")]
+    launch_in_process(*base, sources, tmp_path=tmp_path)
+    [req] = aws.sagemaker("CreateTrainingJob")
+    uris = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in req["InputDataConfig"]
+    }
+    assert uris["data"] == f"s3://{BUCKET}/abid/" and uris["data1"] == f"s3://{BUCKET}/abid-224/"
+    assert json.loads(req["Environment"]["BINCOUNT_DATA_CHANNELS"]) == [
+        {"channel": "data", "squashed": False},
+        {"channel": "data1", "squashed": True},
+    ]
+
+
+def test_weights_travel_as_a_channel_uploaded_once(aws, tmp_path):
+    import hashlib
+
+    weights = tmp_path / "r50.pth"
+    weights.write_bytes(b"not really a state dict")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    for attempt in range(2):
+        aws.clear()
+        launch_in_process(*BASE, "model=resnet50", f"model.weights={weights}", tmp_path=tmp_path)
+        [req] = aws.sagemaker("CreateTrainingJob")
+        channel = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "weights")
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        assert uri == f"s3://{BUCKET}/bincount/weights/{digest}/r50.pth"
+        assert req["Environment"]["BINCOUNT_WEIGHTS_FILE"] == "r50.pth"
+        puts = [r for r in aws.requests if r.method == "PUT" and "/weights/" in r.path]
+        assert len(puts) == (1 if attempt == 0 else 0)  # the second launch finds it there
+    assert s3_read(f"bincount/weights/{digest}/r50.pth") == weights.read_bytes()
+    # an s3:// file is checked before the job is created
+    from bincount.errors import BincountError
+
+    aws.clear()
+    with pytest.raises(BincountError, match="does not exist"):
+        launch_in_process(*BASE, f"model.weights=s3://{BUCKET}/nope/r50.pth", tmp_path=tmp_path)
+    assert aws.sagemaker("CreateTrainingJob") == []
+    launch_in_process(
+        *BASE, f"model.weights=s3://{BUCKET}/bincount/weights/{digest}/r50.pth", tmp_path=tmp_path
+    )
+    assert aws.sagemaker("CreateTrainingJob")

@@ -28,7 +28,7 @@ def test_train_composes_with_the_sweep_and_the_space_is_the_documented_one():
     assert space.direction == "maximize" and space.strategy == "bayesian"
     lr, bs = space.params
     assert (lr.key, lr.type, lr.low, lr.high, lr.log) == ("lr", "float", 0.001, 0.1, True)
-    assert (bs.key, bs.type, bs.choices) == ("batch_size", "categorical", (32, 64, 128, 256, 512))
+    assert (bs.key, bs.type, bs.choices) == ("batch_size", "categorical", (16, 32, 64, 128, 256))
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,8 @@ def test_launch_side_imports_neither_torch_nor_models_nor_the_sdk():
         "bincount.sagemaker.cleanup, bincount.commands.cleanup\n"
         "import bincount.sagemaker.spec, bincount.sagemaker.submit, bincount.sagemaker.capture, "
         "bincount.sagemaker.hpo, bincount.sagemaker.prices, bincount.sagemaker.bundle, "
-        "bincount.sagemaker.overrides, bincount.sagemaker.region, bincount.sagemaker.tags\n"
+        "bincount.sagemaker.overrides, bincount.sagemaker.region, bincount.sagemaker.tags, "
+        "bincount.sagemaker.channels\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'sagemaker', "
         "'pytorch_lightning') or m.startswith(('bincount.models', 'bincount.training', "
         "'bincount.sagemaker.container'))]\n"

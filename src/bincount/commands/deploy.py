@@ -29,6 +29,11 @@ def register(sub) -> dict:
     p.add_argument("--role", help="IAM role ARN for the endpoint ($SAGEMAKER_ROLE)")
     p.add_argument("--wait", action="store_true", help="wait until the endpoint is InService")
     p.add_argument("--region", help="AWS region (default: deploy.region, AWS_REGION, profile)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the requests the SDK would send (captured in botocore, nothing sent)",
+    )
     return {"deploy": p}
 
 
@@ -46,11 +51,28 @@ def run(args) -> int:
         role=args.role,
         wait=args.wait,
         region=args.region,
+        dry_run=args.dry_run,
     )
+    if args.dry_run:
+        return _print_dry_run(out)
     where = "serverless" if out["serverless"] else out["instance_type"]
     print(
         f"endpoint {out['endpoint']} ({where}, {out['region']}) from {out['model_data']}\n"
         f"  query:    bincount predict --endpoint {out['endpoint']} bin.jpg\n"
         f"  clean up: bincount cleanup --endpoint {out['endpoint']}"
     )
+    return 0
+
+
+def _print_dry_run(out: dict) -> int:
+    import json
+
+    from bincount.sagemaker.capture import validate
+
+    print(f"dry run: endpoint {out['endpoint']} (captured in botocore, nothing sent)")
+    print(json.dumps(out["requests"], indent=2, default=str))
+    for op, params in out["requests"].items():
+        problems = validate(op, params)
+        verdict = "valid" if not problems else "INVALID: " + "; ".join(problems)
+        print(f"{op}: {verdict} against botocore's SageMaker service model")
     return 0

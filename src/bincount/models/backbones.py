@@ -101,10 +101,25 @@ def _reachable(host: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _no_weights(name: str, why: str) -> BincountError:
+def in_sagemaker_job(env=None) -> bool:
+    """Whether this runs inside a SageMaker training job (the platform sets these)."""
+    env = os.environ if env is None else env
+    return "TRAINING_JOB_NAME" in env or "SM_CURRENT_HOST" in env
+
+
+def _no_weights(name: str, why: str, env=None) -> BincountError:
+    if in_sagemaker_job(env):  # already on SageMaker: its network is what blocks the hub
+        return BincountError(
+            f"cannot get pretrained weights for backbone {name}: {why}. This SageMaker job "
+            "has no route to the model hub (sagemaker.network_isolation, or a VPC without a NAT "
+            "gateway or proxy). Ways out: pass the weights as data, launching with "
+            "model.weights=s3://BUCKET/KEY.pth (or a local file, which the launcher uploads); "
+            "or give the VPC a NAT gateway; or use model=efficientnet_lite0 (weights shipped "
+            "offline)"
+        )
     return BincountError(
         f"cannot get pretrained weights for backbone {name}: {why}. Ways out: "
-        "run where the model hub is reachable (e.g. on SageMaker); or give a local file with "
+        "run where the model hub is reachable; or give a local file with "
         "model.weights=PATH; or use the offline default model=efficientnet_lite0; or train "
         "from random weights on purpose with model.pretrained=false"
     )

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from bincount.errors import BincountError
+from bincount.models import lr_scaling
 from bincount.models.metrics import CountMetrics
 from bincount.models.network import AUX_TARGETS, CountNet
 
@@ -83,7 +84,8 @@ class CountModule(pl.LightningModule):
         self.net = model.net
         # Everything inference needs to preprocess like training; saved in every checkpoint.
         self.hparams["preprocess"] = model.preprocess
-        self.optimizer_factory = optimizer
+        # optimizer.lr_scaling / reference_batch: out of the factory (bincount.models.lr_scaling)
+        self.optimizer_factory, self.lr_scaling = lr_scaling.split(optimizer)
         self.scheduler_factory = scheduler
         self.metrics = nn.ModuleDict(
             {stage: CountMetrics(self.counts) for stage in ("val", "test")}
@@ -209,7 +211,7 @@ class CountModule(pl.LightningModule):
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise ValueError("CountModule needs an optimizer factory (optimizer=...)")
-        base_lr = self.optimizer_factory.keywords.get("lr", 1e-3)
+        base_lr = self.optimizer_factory.keywords.get("lr", 1e-3) * self._lr_factor()
         head = [p for p in self.head_parameters() if p.requires_grad]
         groups = [{"name": "head", "params": head, "lr": base_lr}]
         body_lr = base_lr * self.hparams.backbone_lr_mult
@@ -228,6 +230,26 @@ class CountModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def _lr_factor(self) -> float:
+        """optimizer.lr_scaling's multiplier for this run's processes and per-process batch."""
+        if self.lr_scaling.mode == "none" or self._trainer is None:
+            return 1.0
+        datamodule = getattr(self.trainer, "datamodule", None)
+        batch = int(getattr(datamodule, "batch_size", 0) or 0)
+        if batch < 1:
+            return 1.0
+        processes = int(self.trainer.world_size)
+        factor = self.lr_scaling.factor(batch, processes)
+        log.info(
+            "lr x %.3f (optimizer.lr_scaling=%s): effective batch %d = %d per process x %d",
+            factor,
+            self.lr_scaling.mode,
+            batch * processes,
+            batch,
+            processes,
+        )
+        return factor
 
     def _layer_decay_groups(self, body_lr: float) -> list[dict]:
         """Backbone groups whose lr shrinks by `layer_decay` per block from the top down."""

@@ -39,6 +39,13 @@ _BUCKETS = (
 )
 
 
+_ARN = f"arn:aws:sagemaker:dry-run:{PLACEHOLDER_ACCOUNT}"
+_CREATED = (
+    f'{{"ModelArn": "{_ARN}:model/dry-run", "EndpointConfigArn": "{_ARN}:endpoint-config/'
+    f'dry-run", "EndpointArn": "{_ARN}:endpoint/dry-run"}}'
+)
+
+
 class Stopped(Exception):
     """Raised inside the SDK to stop a dry run at the Create* call (caught by the caller)."""
 
@@ -80,8 +87,8 @@ class Capture:
         elif service == "s3":
             if request.method == "PUT":
                 self.uploads.append(request.url.split("?")[0])
-        elif service == "sagemaker":
-            body = b"{}"
+        elif service == "sagemaker":  # the ARNs a Create* answers with (deploy reads them)
+            body = _CREATED.encode()
         else:  # e.g. the SDK's IAM check of the role: refused, as without IAM read access
             self.unanswered.append(f"{service}.{operation}")
             body = _DENIED.format(op=operation).encode()

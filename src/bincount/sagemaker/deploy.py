@@ -170,8 +170,14 @@ def deploy(
     role: str | None = None,
     wait: bool = False,
     region: str | None = None,
+    dry_run: bool = False,
 ) -> dict:
-    """Package, upload and create model + endpoint config + endpoint. Returns their names."""
+    """Package, upload and create model + endpoint config + endpoint. Returns their names.
+
+    A company account's settings come from `settings` (deploy: in conf/serve.yaml): `subnets`
+    and `security_groups` (the model's VpcConfig), `kms_key` (the endpoint config's KmsKeyId,
+    and the uploaded archive's encryption), `network_isolation`. `dry_run`: the requests the
+    SDK would send, captured in botocore (capture.py), in the result's `requests`."""
     from sagemaker.core import image_uris
 
     if region:
@@ -197,12 +203,26 @@ def deploy(
     bucket, prefix = _split_s3(s3_prefix.rstrip("/"))
     key = f"{prefix}/{name}/model.tar.gz".lstrip("/")
 
-    sm = sagemaker_session(region)
+    account = endpoint_account(settings)
+    recorder = None
+    if dry_run:
+        from bincount.sagemaker.capture import Capture
+
+        recorder = Capture(dry_run=True, bucket=bucket)
+    sm = sagemaker_session(region, recorder)
     s3 = sm.boto_session.client("s3")
+    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": account["kms_key"]}
     with tempfile.TemporaryDirectory(prefix="bincount-deploy-") as tmp:
         run = _fetch_run(source, s3, Path(tmp))
         archive = package(run, Path(tmp) / "model.tar.gz")
-        _aws(f"uploading to s3://{bucket}/{key}", s3.upload_file, str(archive), bucket, key)
+        _aws(
+            f"uploading to s3://{bucket}/{key}",
+            s3.upload_file,
+            str(archive),
+            bucket,
+            key,
+            ExtraArgs=extra if account["kms_key"] else None,
+        )
     model_data = f"s3://{bucket}/{key}"
 
     image = image_uris.retrieve(
@@ -232,10 +252,37 @@ def deploy(
     else:
         variant["InstanceType"] = instance_type
         variant["InitialInstanceCount"] = int(settings["instance_count"])
-    _aws("CreateModel", sm.create_model, name, role=role, primary_container=container, tags=tags)
-    _aws("CreateEndpointConfig", sm.create_endpoint_config, name, [variant], tags=tags)
-    _aws("CreateEndpoint", sm.create_endpoint, name, name, tags=tags, wait=wait)
+    if account["network_isolation"]:
+        log.warning(
+            "deploy.network_isolation: the inference container installs code/requirements.txt "
+            "(%s) from PyPI when it starts, which an isolated container cannot: use an image "
+            "that has them",
+            ", ".join(CONTAINER_PACKAGES),
+        )
+    vpc = None
+    if account["subnets"]:
+        vpc = {"Subnets": account["subnets"], "SecurityGroupIds": account["security_groups"]}
+    _aws(
+        "CreateModel",
+        sm.create_model,
+        name,
+        role=role,
+        primary_container=container,
+        tags=tags,
+        vpc_config=vpc,
+        enable_network_isolation=account["network_isolation"] or None,
+    )
+    _aws(
+        "CreateEndpointConfig",
+        sm.create_endpoint_config,
+        name,
+        [variant],
+        tags=tags,
+        kms_key=account["kms_key"],
+    )
+    _aws("CreateEndpoint", sm.create_endpoint, name, name, tags=tags, wait=wait and not dry_run)
     return {
+        "requests": {op: params for op, params in recorder.calls} if recorder else None,
         "endpoint": name,
         "model_data": model_data,
         "image": image,
@@ -245,12 +292,46 @@ def deploy(
     }
 
 
-def sagemaker_session(region: str | None = None):
-    """The SDK's session (boto3 underneath: honours $AWS_ENDPOINT_URL and the usual config)."""
+def endpoint_account(settings: dict) -> dict:
+    """deploy.subnets, security_groups, kms_key, network_isolation: checked as the launcher
+    checks sagemaker.vpc and kms_key."""
+    from omegaconf import OmegaConf
+
+    from bincount.sagemaker.spec import account_settings
+
+    node = OmegaConf.create(
+        {
+            "vpc": {
+                "subnets": list(settings.get("subnets") or []),
+                "security_groups": list(settings.get("security_groups") or []),
+            },
+            "kms_key": settings.get("kms_key"),
+            "network_isolation": bool(settings.get("network_isolation", False)),
+        }
+    )
+    try:
+        account = account_settings(node, [])
+    except BincountError as e:
+        raise BincountError(
+            str(e).replace("sagemaker.vpc.", "deploy.").replace("sagemaker.", "deploy.")
+        ) from None
+    return account
+
+
+def sagemaker_session(region: str | None = None, capture=None):
+    """The SDK's session (boto3 underneath: honours $AWS_ENDPOINT_URL and the usual config).
+    With a dry-run `capture`, botocore answers every request itself (nothing is sent)."""
     import boto3
     from sagemaker.core.helper.session_helper import Session
 
-    boto = boto3.session.Session(region_name=regions.endpoint_region(region))
+    name = regions.endpoint_region(region)
+    if capture is not None:
+        boto = boto3.session.Session(
+            region_name=name, aws_access_key_id="dry-run", aws_secret_access_key="dry-run"
+        )
+        capture.attach(boto)
+    else:
+        boto = boto3.session.Session(region_name=name)
     return _aws("opening a SageMaker session", Session, boto)
 
 

@@ -40,6 +40,21 @@ def _training_config_text(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(node))
 
 
+def channel_lines(job: spec.JobSpec) -> list[str]:
+    """One line per input channel: what the job copies or streams."""
+    lines = []
+    for c in job.inputs.channels:
+        mode = c.input_mode or job.input_mode
+        if c.data_type == "ManifestFile":
+            what = f"a manifest of {c.photos:,} photos under {c.uri} ({c.source_uri()})"
+        elif c.local_file is not None:
+            what = f"{c.local_file}, uploaded to {c.uri}"
+        else:
+            what = c.uri
+        lines.append(f"channel {c.name} ({mode}): {what}")
+    return lines
+
+
 def launch(
     cfg: DictConfig,
     task_overrides: list[str],
@@ -88,6 +103,8 @@ def launch(
             problems = capture.validate(op, params)
             verdict = "valid" if not problems else "INVALID: " + "; ".join(problems)
             echo(f"{op}: {verdict} against botocore's SageMaker service model")
+        for line in channel_lines(job):
+            echo(line)
         echo(f"source bundle ({len(built.files)} files): {built.path}")
         for line in recorder.upload_summary():
             echo(line)

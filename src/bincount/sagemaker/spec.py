@@ -4,7 +4,9 @@
 job) and raises a BincountError for what SageMaker would refuse later or what would waste money:
 no role, no region, a malformed instance type (any `ml.*` type is accepted; the price table only
 prices), Pipe input, spot with a max wait not above the max runtime, several instances without a
-distributed setup. The SDK builds the requests from it
+distributed setup, a malformed VPC or KMS key, a retry count outside 1-30, a backbone that needs
+the model hub in an isolated job, a data channel that would copy more than the run reads
+(channels.py). The SDK builds the requests from it
 (submit.py); `dry_run=true` prints them as captured in botocore (capture.py).
 """
 
@@ -17,16 +19,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from bincount.data.layout import is_s3_uri
 from bincount.errors import BincountError
+from bincount.sagemaker import channels as channel_plans
 from bincount.sagemaker import hpo, overrides, prices
 from bincount.sagemaker import region as regions
 from bincount.sagemaker.hpo import metric_definitions
 from bincount.sagemaker.tags import project_tags
 
 ENTRY_SCRIPT = "sagemaker_entry.py"
-DATA_CHANNEL = "data"
+DATA_CHANNEL = channel_plans.DATA_CHANNEL
 MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600  # SageMaker's limit
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z][a-z0-9-]*\.[a-z0-9-]+")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
+_SUBNET = re.compile(r"subnet-[0-9a-f]{8,17}")
+_SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
+# A key id (UUID), a key or alias ARN, or alias/NAME (SageMaker's KmsKeyId accepts each).
+_KMS_KEY = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}"
+    r"|alias/[A-Za-z0-9/_-]+|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+"
+)
+MAX_RETRIES = 30  # SageMaker's RetryStrategy.MaximumRetryAttempts: 1-30
+_NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 CHECKPOINT_ENV = "BINCOUNT_CHECKPOINT_DIR"
 PUBLIC_BUCKET, PUBLIC_BUCKET_REGION = "aft-vbi-pds", "us-east-1"
 
@@ -43,7 +55,6 @@ class JobSpec:
     instance_type: str
     instance_count: int
     volume_size_gb: int
-    gpus_per_instance: int | None  # None: a type the price table does not list
     input_mode: str
     data_uri: str
     bucket: str | None  # None: SageMaker's default bucket, known once the account is
@@ -66,6 +77,18 @@ class JobSpec:
     spot_savings: float = 0.7
     keep_image_torch: bool = True
     warnings: list[str] = field(default_factory=list)
+    # A company account: network, encryption, retries (account_settings()).
+    subnets: list[str] = field(default_factory=list)
+    security_groups: list[str] = field(default_factory=list)
+    kms_key: str | None = None
+    network_isolation: bool = False
+    retries: int = 0
+    # The input channels: data (one per source, or a manifest) and model.weights.
+    inputs: channel_plans.Plan = field(default_factory=channel_plans.Plan)
+
+    @property
+    def in_vpc(self) -> bool:
+        return bool(self.subnets)
 
     # ----- S3 locations (the bucket may be SageMaker's default, resolved when submitting) -----
     def bucket_or_placeholder(self) -> str:
@@ -88,6 +111,7 @@ class JobSpec:
 
     def container_environment(self) -> dict[str, str]:
         env = dict(self.environment)
+        env.update(self.inputs.environment)
         if self.checkpointing:
             env[CHECKPOINT_ENV] = self.checkpoint_local_path
         return env
@@ -131,20 +155,85 @@ def image_uri(sm: DictConfig, region: str) -> str:
         ) from None
 
 
-def _data_uri(cfg: DictConfig) -> str:
-    uri = cfg.sagemaker.get("data_uri") or None
-    source = str(cfg.data.source)
-    if uri is None and is_s3_uri(source):
-        uri = source
-    if uri is None:
+def account_settings(sm: DictConfig, warnings: list[str]) -> dict:
+    """sagemaker.vpc, kms_key, network_isolation, retries: checked, as JobSpec fields."""
+    vpc = sm.get("vpc") or {}
+    subnets = [str(s) for s in (vpc.get("subnets") or [])]
+    groups = [str(g) for g in (vpc.get("security_groups") or [])]
+    if bool(subnets) != bool(groups):
         raise BincountError(
-            f"data.source={source} is a folder on this machine and a SageMaker job reads its data "
-            "from S3: upload it first (`bincount data upload FOLDER s3://BUCKET/PREFIX`) and pass "
-            "sagemaker.data_uri=s3://BUCKET/PREFIX"
+            "sagemaker.vpc needs both subnets and security_groups (SageMaker's VpcConfig): "
+            "sagemaker.vpc.subnets=[subnet-...] sagemaker.vpc.security_groups=[sg-...]"
         )
-    if not is_s3_uri(str(uri)):
-        raise BincountError(f"sagemaker.data_uri={uri} must be an s3:// URI")
-    return str(uri).rstrip("/") + "/"
+    for value, pattern, key in (
+        (subnets, _SUBNET, "subnets"),
+        (groups, _SECURITY_GROUP, "security_groups"),
+    ):
+        bad = [v for v in value if not pattern.fullmatch(v)]
+        if bad:
+            example = "subnet-0123456789abcdef0" if key == "subnets" else "sg-0123456789abcdef0"
+            raise BincountError(f"sagemaker.vpc.{key}: {bad[0]} is not an id like {example}")
+    if len(subnets) > 16 or len(groups) > 5:
+        raise BincountError(
+            "sagemaker.vpc: SageMaker takes at most 16 subnets and 5 security groups"
+        )
+    kms = sm.get("kms_key") or None
+    if kms is not None and not _KMS_KEY.fullmatch(str(kms)):
+        raise BincountError(
+            f"sagemaker.kms_key={kms} is not a KMS key: use its id, its ARN, or alias/NAME"
+        )
+    try:
+        retries = int(sm.get("retries") or 0)
+    except (TypeError, ValueError):
+        raise BincountError(
+            f"sagemaker.retries={sm.get('retries')} must be a whole number"
+        ) from None
+    if not 0 <= retries <= MAX_RETRIES:
+        raise BincountError(
+            f"sagemaker.retries={retries}: SageMaker retries a job 1 to {MAX_RETRIES} times "
+            "(0: no retry strategy)"
+        )
+    isolation = bool(sm.get("network_isolation", False))
+    return {
+        "subnets": subnets,
+        "security_groups": groups,
+        "kms_key": str(kms) if kms else None,
+        "network_isolation": isolation,
+        "retries": retries,
+    }
+
+
+def _check_public_bucket(plan: channel_plans.Plan, region: str) -> None:
+    for channel in plan.data:
+        if channel.uri.startswith(f"s3://{PUBLIC_BUCKET}/") and region != PUBLIC_BUCKET_REGION:
+            raise BincountError(
+                f"the public bucket {PUBLIC_BUCKET} is in {PUBLIC_BUCKET_REGION} and a SageMaker "
+                f"job reads its channels from its own region ({region}): run in "
+                f"{PUBLIC_BUCKET_REGION} (sagemaker.region=us-east-1), or copy the images to a "
+                "bucket in your region (`bincount data fetch`, then `bincount data upload`) and "
+                "pass sagemaker.data_uri"
+            )
+
+
+def _offline_weights(cfg: DictConfig, account: dict, warnings: list[str]) -> None:
+    """A job that cannot reach the model hub must get its weights as data."""
+    if not channel_plans.needs_model_hub(cfg):
+        return
+    backbone = OmegaConf.select(cfg, "model.backbone")
+    fix = (
+        "pass the weights as data: model.weights=s3://BUCKET/KEY.pth or model.weights=FILE "
+        "(uploaded by the launcher), or use model=efficientnet_lite0 (weights shipped offline)"
+    )
+    if account["network_isolation"]:
+        raise BincountError(
+            f"backbone {backbone} downloads its pretrained weights from the model hub at start, "
+            f"and sagemaker.network_isolation=true gives the job no network: {fix}"
+        )
+    if account["subnets"]:
+        warnings.append(
+            f"backbone {backbone} downloads its weights from the model hub at start: in a VPC "
+            f"that needs a NAT gateway (or a proxy); without one, {fix}"
+        )
 
 
 def _with_objective_mode(cfg, split, space, warnings) -> overrides.Split:
@@ -152,6 +241,12 @@ def _with_objective_mode(cfg, split, space, warnings) -> overrides.Split:
     objective sends optimized_mode=min, so ModelCheckpoint uses mode=min and the `best` line
     the tuner reads last is the smallest value."""
     mode = "min" if space.direction == "minimize" else "max"
+    if re.search(r"(acc|accuracy|f1|off_by_one)$", space.metric) and mode == "min":
+        raise BincountError(
+            f"sweep.objective.direction=minimize on {space.metric} would look for the least "
+            "accurate model: drop it (maximize is the default) or tune a loss or error metric "
+            "(e.g. optimized_metric=val/rmse)"
+        )
     if re.search(r"(loss|rmse|mae|error)$", space.metric) and mode == "max":
         warnings.append(
             f"the tuning objective {space.metric} is maximised: add "
@@ -205,21 +300,13 @@ def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
             f"sagemaker.role={role} is not a role ARN: use arn:aws:iam::<account>:role/<name>"
         )
     region = resolve_region(sm.get("region"))
-    data_uri = _data_uri(cfg)
-    if data_uri.startswith(f"s3://{PUBLIC_BUCKET}/") and region != PUBLIC_BUCKET_REGION:
-        raise BincountError(
-            f"the public bucket {PUBLIC_BUCKET} is in {PUBLIC_BUCKET_REGION} and a SageMaker job "
-            f"reads its channels from its own region ({region}): run in {PUBLIC_BUCKET_REGION} "
-            "(sagemaker.region=us-east-1), or copy the images to a bucket in your region "
-            "(`bincount data fetch`, then `bincount data upload`) and pass sagemaker.data_uri"
-        )
+    account = account_settings(sm, warnings)
     itype = str(sm.instance_type)
     if not _INSTANCE_TYPE.fullmatch(itype):
         raise BincountError(
             f"sagemaker.instance_type={itype} is not a SageMaker instance type: use "
             "ml.<family>.<size>, e.g. ml.m5.xlarge or ml.g5.xlarge"
         )
-    known = prices.instance(itype)  # None: any other ml.* type, priced "unknown"
     count = _int(sm, "instance_count")
     distributed = sm.get("distributed") or None
     if distributed not in (None, "torchrun"):
@@ -253,6 +340,22 @@ def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
         )
     if input_mode not in ("File", "FastFile"):
         raise BincountError(f"sagemaker.input_mode={input_mode}: use FastFile or File")
+    plan = channel_plans.data_plan(cfg, input_mode, sm.get("data_uri") or None)
+    _check_public_bucket(plan, region)
+    weights = channel_plans.weights_channel(cfg)
+    if weights is not None:
+        plan.channels.append(weights)
+        plan.environment[channel_plans.WEIGHTS_ENV] = channel_plans.weights_file_name(weights)
+    _offline_weights(cfg, account, warnings)
+    warnings.extend(plan.warnings)
+    volume = _int(sm, "volume_size_gb")
+    if plan.volume_gb() > volume:
+        gigabytes = plan.copied_photos * channel_plans.BYTES_PER_PHOTO / 1e9
+        warnings.append(
+            f"sagemaker.volume_size_gb={volume} raised to {plan.volume_gb()}: the job copies "
+            f"{plan.copied_photos:,} photos (~{gigabytes:.1f} GB) onto its volume before training"
+        )
+        volume = plan.volume_gb()
     for key in ("output_path", "checkpoint_s3_uri"):
         if sm.get(key) and not is_s3_uri(str(sm[key])):
             raise BincountError(f"sagemaker.{key}={sm[key]} must be an s3:// URI")
@@ -277,10 +380,9 @@ def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
         image_uri=image_uri(sm, region),
         instance_type=itype,
         instance_count=count,
-        volume_size_gb=_int(sm, "volume_size_gb"),
-        gpus_per_instance=known.gpus if known else None,
+        volume_size_gb=volume,
         input_mode=input_mode,
-        data_uri=data_uri,
+        data_uri=plan.data[0].uri,
         bucket=sm.get("bucket") or None,
         prefix=str(sm.prefix).strip("/"),
         output_path=sm.get("output_path") or None,
@@ -301,4 +403,6 @@ def build(cfg: DictConfig, split: overrides.Split, launch_id: str) -> JobSpec:
         spot_savings=float(sm.get("spot_savings", 0.7)),
         keep_image_torch=bool(sm.get("keep_image_torch", True)),
         warnings=warnings,
+        inputs=plan,
+        **account,
     )

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from bincount.errors import BincountError
+from bincount.sagemaker import channels
 from bincount.sagemaker.capture import Capture, Stopped
-from bincount.sagemaker.spec import DATA_CHANNEL, ENTRY_SCRIPT, JobSpec
+from bincount.sagemaker.spec import ENTRY_SCRIPT, JobSpec
 
 log = logging.getLogger("bincount")
 
@@ -105,12 +106,29 @@ def session(spec: JobSpec, capture: Capture | None = None):
         boto_session = boto3.Session(region_name=spec.region)
     if capture is not None:
         capture.attach(boto_session)
-    if spec.bucket is None:  # SageMaker's default bucket name (the SDK creates it if missing)
-        account = boto_session.client("sts").get_caller_identity()["Account"]
-        spec.bucket = f"sagemaker-{spec.region}-{account}"
+    if spec.kms_key:
+        encrypt_uploads(boto_session, spec.kms_key)
+    sm_session = Session(boto_session=boto_session, default_bucket=spec.bucket)
+    if spec.bucket is None:  # SageMaker's default bucket, named by the SDK (created if missing)
+        if capture is not None and capture.dry_run:  # a dry run answers ListBuckets with it
+            capture.bucket = sm_session.generate_default_sagemaker_bucket_name(boto_session)
+        spec.bucket = sm_session.default_bucket()
     if capture is not None:
         capture.bucket = spec.bucket
-    return Session(boto_session=boto_session, default_bucket=spec.bucket)
+    return sm_session
+
+
+def encrypt_uploads(boto_session, kms_key: str) -> None:
+    """Every object written through this session is encrypted with the key (SSE-KMS): ours
+    (manifests, weights) and the SDK's (code, drivers, and the tuner's sourcedir.tar.gz, which
+    sagemaker-train 1.27.0 uploads without its output key)."""
+
+    def add_key(params, **kwargs):
+        params.setdefault("ServerSideEncryption", "aws:kms")
+        params.setdefault("SSEKMSKeyId", kms_key)
+
+    for operation in ("PutObject", "CreateMultipartUpload"):
+        boto_session.events.register(f"before-parameter-build.s3.{operation}", add_key)
 
 
 def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
@@ -118,7 +136,9 @@ def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
         CheckpointConfig,
         Compute,
         MetricDefinition,
+        Networking,
         OutputDataConfig,
+        RetryStrategy,
         SourceCode,
         StoppingCondition,
         Tag,
@@ -148,12 +168,24 @@ def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
             instance_count=spec.instance_count,
             volume_size_in_gb=spec.volume_size_gb,
             enable_managed_spot_training=spec.spot,
+            volume_kms_key_id=spec.kms_key,
+        ),
+        networking=(
+            Networking(
+                subnets=spec.subnets or None,
+                security_group_ids=spec.security_groups or None,
+                enable_network_isolation=spec.network_isolation,
+            )
+            if spec.in_vpc or spec.network_isolation
+            else None
         ),
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=spec.max_runtime_s,
             max_wait_time_in_seconds=spec.max_wait_s if spec.spot else None,
         ),
-        output_data_config=OutputDataConfig(s3_output_path=spec.output_uri()),
+        output_data_config=OutputDataConfig(
+            s3_output_path=spec.output_uri(), kms_key_id=spec.kms_key
+        ),
         checkpoint_config=(
             CheckpointConfig(s3_uri=spec.checkpoint_uri(), local_path=spec.checkpoint_local_path)
             if spec.checkpointing
@@ -167,6 +199,8 @@ def model_trainer(spec: JobSpec, bundle_dir: Path, sm_session):
     trainer = trainer.with_metric_definitions(
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in spec.metric_definitions]
     )
+    if spec.retries:
+        trainer = trainer.with_retry_strategy(RetryStrategy(maximum_retry_attempts=spec.retries))
     if spec.space is None:  # a tuning job's trials take no TensorBoardOutputConfig (the API's)
         trainer = with_tensorboard(trainer, spec)
     return trainer
@@ -185,19 +219,70 @@ def with_tensorboard(trainer, spec: JobSpec):
 
 
 def data_channel(spec: JobSpec):
+    """The first data channel (kept for callers of one channel; see input_channels)."""
+    return _channel(spec.inputs.data[0], spec)
+
+
+def _channel(planned: channels.Channel, spec: JobSpec):
     from sagemaker.core.training.configs import Channel, DataSource, S3DataSource
 
     return Channel(
-        channel_name=DATA_CHANNEL,
+        channel_name=planned.name,
         data_source=DataSource(
             s3_data_source=S3DataSource(
-                s3_data_type="S3Prefix",
-                s3_uri=spec.data_uri,
+                s3_data_type=planned.data_type,
+                s3_uri=planned.source_uri(),
                 s3_data_distribution_type="FullyReplicated",
             )
         ),
-        input_mode=spec.input_mode,
+        input_mode=planned.input_mode or spec.input_mode,
     )
+
+
+def _upload_extra(spec: JobSpec) -> dict:
+    if not spec.kms_key:
+        return {}
+    return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": spec.kms_key}
+
+
+def _exists(s3, bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def prepare_inputs(spec: JobSpec, sm_session, dry_run: bool) -> list:
+    """Write the manifests, upload (once) or check the weights, then the SDK's channels.
+
+    Everything goes through the session's client, so a dry run's capture answers it."""
+    s3 = sm_session.boto_session.client("s3")
+    extra = _upload_extra(spec)
+    for planned in spec.inputs.channels:
+        if planned.data_type == "ManifestFile":
+            key = f"{spec.prefix}/manifests/{spec.launch_id}/{planned.name}.manifest"
+            s3.put_object(Bucket=spec.bucket, Key=key, Body=planned.manifest_body(), **extra)
+            planned.manifest_uri = f"s3://{spec.bucket}/{key}"
+        if planned.name != channels.WEIGHTS_CHANNEL:
+            continue
+        if planned.local_file is not None:
+            key = channels.weights_key(planned.local_file, spec.prefix)
+            if dry_run or not _exists(s3, spec.bucket, key):
+                s3.upload_file(str(planned.local_file), spec.bucket, key, ExtraArgs=extra or None)
+            planned.uri = f"s3://{spec.bucket}/{key}"
+        elif not dry_run:
+            bucket, _, key = planned.uri[len("s3://") :].partition("/")
+            if not _exists(s3, bucket, key):
+                raise BincountError(
+                    f"model.weights={planned.uri} does not exist (S3 HeadObject: 404): check "
+                    "the URI, or give a local file (the launcher uploads it)"
+                )
+    return [_channel(c, spec) for c in spec.inputs.channels]
 
 
 def parameter_ranges(spec: JobSpec) -> dict:
@@ -220,6 +305,24 @@ def parameter_ranges(spec: JobSpec) -> dict:
     return out
 
 
+def tuner_class(spec: JobSpec):
+    """The SDK's tuner, completing what its trial definition leaves out of the trainer's
+    settings (sagemaker-train 1.27.0 copies the VPC, output key and retries, but not network
+    isolation nor the volume's key)."""
+    from sagemaker.train.tuner import HyperparameterTuner
+
+    class Tuner(HyperparameterTuner):
+        def _build_training_job_definition(self, inputs):
+            definition = super()._build_training_job_definition(inputs)
+            if spec.network_isolation:
+                definition.enable_network_isolation = True
+            if spec.kms_key:
+                definition.resource_config.volume_kms_key_id = spec.kms_key
+            return definition
+
+    return Tuner
+
+
 def submit(spec: JobSpec, bundle_dir: Path, capture: Capture | None = None) -> str | None:
     """Create the job (training, or tuning when spec.space is set); returns its name.
 
@@ -232,16 +335,16 @@ def submit(spec: JobSpec, bundle_dir: Path, capture: Capture | None = None) -> s
     from sagemaker.core.utils.exceptions import WaiterError
 
     trainer = tuner = None
+    capture = capture if capture is not None else Capture(dry_run=False)
     try:
         sm_session = session(spec, capture)
+        inputs = prepare_inputs(spec, sm_session, capture.dry_run)
         trainer = model_trainer(spec, bundle_dir, sm_session)
         if spec.space is None:
-            trainer.train(input_data_config=[data_channel(spec)], wait=spec.wait, logs=spec.wait)
-            return trainer._latest_training_job.training_job_name
-        from sagemaker.train.tuner import HyperparameterTuner
-
+            trainer.train(input_data_config=inputs, wait=spec.wait, logs=spec.wait)
+            return capture.job_name()  # the name the SDK sent, as botocore received it
         space = spec.space
-        tuner = HyperparameterTuner(
+        tuner = tuner_class(spec)(
             model_trainer=trainer,
             objective_metric_name=space.metric,
             objective_type=space.tuning_job_config()["HyperParameterTuningJobObjective"]["Type"],
@@ -255,7 +358,7 @@ def submit(spec: JobSpec, bundle_dir: Path, capture: Capture | None = None) -> s
             tags=spec.tags,
         )
         tuner.tune(
-            inputs=[data_channel(spec)],
+            inputs=inputs,
             job_name=tuning_job_name(spec.base_job_name),
             wait=spec.wait,
         )
@@ -280,7 +383,4 @@ def _created_name(trainer, tuner, capture: Capture | None) -> str | None:
     """The name of the job the SDK created (for a message about it)."""
     if tuner is not None and getattr(tuner, "latest_tuning_job", None) is not None:
         return tuner.latest_tuning_job.hyper_parameter_tuning_job_name
-    job = getattr(trainer, "_latest_training_job", None) if trainer is not None else None
-    if job is not None:
-        return job.training_job_name
     return capture.job_name() if capture is not None else None

@@ -40,11 +40,47 @@ from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_copy, atomic_write_json
 from bincount.sagemaker.container import failure, trackers
+from bincount.sagemaker.channels import CHANNELS_ENV, LISTED_ENV, WEIGHTS_CHANNEL, WEIGHTS_ENV
 from bincount.sagemaker.overrides import to_overrides
 from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL, refuse_ensemble
 
 log = logging.getLogger("bincount")
 DEFAULT_MASTER_PORT = "29500"
+# What sagemaker-train's torchrun_driver.setup_env() sets for NCCL and EFA (its
+# container_drivers/common/utils.py lists), so that processes Lightning starts (a tuning trial,
+# one host with several GPUs) get the same network settings as those torchrun starts.
+EFA_NCCL_INSTANCES = (
+    "ml.g4dn.8xlarge",
+    "ml.g4dn.12xlarge",
+    "ml.g5.48xlarge",
+    "ml.p3dn.24xlarge",
+    "ml.p4d.24xlarge",
+    "ml.p4de.24xlarge",
+    "ml.p5.48xlarge",
+    "ml.p5e.48xlarge",
+    "ml.trn1.32xlarge",
+)
+EFA_RDMA_INSTANCES = (
+    "ml.p4d.24xlarge",
+    "ml.p4de.24xlarge",
+    "ml.p5.48xlarge",
+    "ml.p5e.48xlarge",
+    "ml.trn1.32xlarge",
+)
+
+
+def collective_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The NCCL/EFA variables AWS's torchrun driver sets, for this instance type."""
+    instance = env.get("SM_CURRENT_INSTANCE_TYPE", "")
+    out: dict[str, str] = {}
+    if instance in EFA_NCCL_INSTANCES:
+        out["FI_PROVIDER"] = "efa"
+    if instance in EFA_RDMA_INSTANCES:
+        out["FI_EFA_USE_DEVICE_RDMA"] = "1"
+        out["RDMAV_FORK_SAFE"] = "1"
+    out["NCCL_SOCKET_IFNAME"] = str(env.get("SM_NETWORK_INTERFACE_NAME", "eth0"))
+    out["NCCL_PROTO"] = "simple"
+    return out
 
 
 def is_sagemaker_key(key: str) -> bool:
@@ -147,14 +183,18 @@ class Topology:
         return settings
 
     def launch_env(self, env: Mapping[str, str]) -> dict[str, str]:
-        """Where Lightning's processes meet, when torchrun did not set it up."""
+        """Where Lightning's processes meet, when torchrun did not set it up, and the NCCL/EFA
+        settings torchrun's driver would have made (GPU only; torchrun's path has them)."""
         if self.torchrun or self.world_size == 1:
             return {}
-        return {
+        out = {
             "MASTER_ADDR": env.get("SM_MASTER_ADDR") or self.hosts[0],
             "MASTER_PORT": str(env.get("SM_MASTER_PORT") or DEFAULT_MASTER_PORT),
             "NODE_RANK": str(self.node_rank),
         }
+        if self.accelerator == "gpu":
+            out.update({k: v for k, v in collective_env(env).items() if k not in env})
+        return out
 
     def global_rank(self, env: Mapping[str, str]) -> int:
         if "RANK" in env:
@@ -194,13 +234,20 @@ def job_overrides(hyperparameters: dict[str, str], env: Mapping[str, str], place
     """The overrides of the job's config: the user's, then where things are in the container."""
     overrides = to_overrides(hyperparameters)
     channel = env.get(f"SM_CHANNEL_{DATA_CHANNEL.upper()}")
-    if channel:
+    if env.get(CHANNELS_ENV):
+        overrides.append(f"data.source={data_sources(env)}")
+    elif channel:
         overrides.append(f"data.source={channel}")
+    if env.get(LISTED_ENV) == "1":  # a manifest channel: it holds just the listed photos
+        overrides.append("data.file_list=null")
     elif not any(o.startswith("data.source=") for o in overrides):
         raise BincountError(
             f"no SM_CHANNEL_{DATA_CHANNEL.upper()}: the job needs a `{DATA_CHANNEL}` input "
             "channel with the images (bin-images/, metadata/)"
         )
+    weights = env.get(f"SM_CHANNEL_{WEIGHTS_CHANNEL.upper()}")
+    if weights and env.get(WEIGHTS_ENV):
+        overrides.append(f"model.weights={Path(weights) / env[WEIGHTS_ENV]}")
     overrides += [
         f"paths.data_dir={places.data_dir}",
         f"paths.log_dir={places.run_dir.parent}",
@@ -211,6 +258,22 @@ def job_overrides(hyperparameters: dict[str, str], env: Mapping[str, str], place
         log.info("resuming from %s (the job was restarted)", last)
         overrides.append(f"ckpt_path={last}")
     return overrides
+
+
+def data_sources(env: Mapping[str, str]) -> str:
+    """data.source as a Hydra list of the job's data channels (BINCOUNT_DATA_CHANNELS: each
+    channel's name and whether its photos are squashed copies)."""
+    items = []
+    for entry in json.loads(env[CHANNELS_ENV]):
+        key = f"SM_CHANNEL_{entry['channel'].upper()}"
+        if not env.get(key):
+            raise BincountError(
+                f"no {key}: the job lists the channel {entry['channel']} in {CHANNELS_ENV} "
+                "but SageMaker did not mount it (launch again with launch_sagemaker.py)"
+            )
+        path = f"'{env[key]}'"
+        items.append(f"{{path:{path},squashed:true}}" if entry.get("squashed") else path)
+    return f"[{','.join(items)}]"
 
 
 def resumable(checkpoint_dir: Path, job_name: str | None) -> Path | None:
@@ -326,6 +389,13 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> float:
     env = os.environ if env is None else env
     cfg, topology, places = build_config(argv, env)
     os.environ.update(topology.launch_env(env))
+    per_process = int(cfg.data.batch_size)
+    log.info(
+        "effective batch size %d = %d per process x %d process(es)",
+        per_process * topology.world_size,
+        per_process,
+        topology.world_size,
+    )
     log.info(
         "host %s (%d of %d), %d process(es) per host on %s, world size %d",
         topology.hosts[topology.node_rank],

@@ -39,8 +39,8 @@ from pathlib import Path
 from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_copy, atomic_write_json
-from bincount.sagemaker.container import failure, trackers
 from bincount.sagemaker.channels import CHANNELS_ENV, LISTED_ENV, WEIGHTS_CHANNEL, WEIGHTS_ENV
+from bincount.sagemaker.container import failure, trackers
 from bincount.sagemaker.overrides import to_overrides
 from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL, refuse_ensemble
 

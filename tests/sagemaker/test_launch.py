@@ -315,6 +315,8 @@ ACCOUNT = [
     f"sagemaker.kms_key={KEY}",
     "sagemaker.network_isolation=true",
     "sagemaker.retries=3",
+    # the offline wheels (on by default with isolation) are tests/sagemaker/test_packaging.py's
+    "sagemaker.bundle.wheels=false",
 ]
 
 

@@ -39,6 +39,17 @@ _BUCKETS = (
 )
 
 
+_MULTIPART = (
+    '<InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    "<Bucket>{bucket}</Bucket><Key>{key}</Key><UploadId>dry-run</UploadId>"
+    "</InitiateMultipartUploadResult>"
+)
+_COMPLETED = (
+    '<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    '<ETag>"dry-run"</ETag></CompleteMultipartUploadResult>'
+)
+
+
 _ARN = f"arn:aws:sagemaker:dry-run:{PLACEHOLDER_ACCOUNT}"
 _CREATED = (
     f'{{"ModelArn": "{_ARN}:model/dry-run", "EndpointConfigArn": "{_ARN}:endpoint-config/'
@@ -85,8 +96,14 @@ class Capture:
         elif service == "s3" and operation == "ListBuckets":
             body = _BUCKETS.format(name=self.bucket).encode()
         elif service == "s3":
-            if request.method == "PUT":
-                self.uploads.append(request.url.split("?")[0])
+            url = request.url.split("?")[0]
+            if operation == "PutObject":
+                self.uploads.append(url)
+            elif operation == "CreateMultipartUpload":  # a large file (e.g. the offline wheels)
+                self.uploads.append(url)
+                body = _MULTIPART.format(bucket=self.bucket, key=url.rpartition("/")[2]).encode()
+            elif operation == "CompleteMultipartUpload":
+                body = _COMPLETED.encode()
         elif service == "sagemaker":  # the ARNs a Create* answers with (deploy reads them)
             body = _CREATED.encode()
         else:  # e.g. the SDK's IAM check of the role: refused, as without IAM read access

@@ -190,6 +190,8 @@ def test_validate_spells_the_models_and_datas_values():
         ("data.split=[1,0,0]", "leaves no validation split"),
         ("data.split=[0.5,0.2,0.2]", "adds up to 0.9, not 1"),
         ("ckpt_path=/no/such/last.ckpt", "ckpt_path=/no/such/last.ckpt does not exist"),
+        ("ckpt_path=", "ckpt_path= is not a path"),
+        ("trainer.devices=sideways", "trainer.devices='sideways' is not a whole number"),
         ("trainer.strategy=sideways", "trainer.strategy=sideways is not a strategy"),
     ],
 )

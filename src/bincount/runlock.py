@@ -6,7 +6,8 @@ with `flock` for the life of the process, taken before anything is written into 
 - The lock dies with its process (flock), so a crash never leaves the folder locked; a lock
   file whose pid is gone is a stale one, taken over with a log line.
 - A folder that holds a finished run (its metrics.json) is reused only to resume it
-  (`ckpt_path=`); otherwise a new run there is refused with the fix. An unfinished one (a
+  (`ckpt_path=`, or an ensemble run again: it reuses its finished members); otherwise a new
+  run there is refused with the fix. An unfinished one (a
   crash: config.yaml, no metrics.json) is trained into afresh, with a warning.
 
 `python train.py` takes the lock from a Hydra callback (`RunLock`, conf/hydra/default.yaml)
@@ -218,6 +219,10 @@ class RunLock:
         HydraConfig.instance().set_config(config)  # ${hydra:...} in run.dir resolves
         folder = OmegaConf.select(config, "hydra.run.dir")
         resume = bool(OmegaConf.select(config, "ckpt_path", default=None))
+        # an ensemble run again into its folder reuses its finished members by design
+        # (bincount.training.ensemble): an explicit rerun, not a silent reuse
+        runner = str(OmegaConf.select(config, "runner._target_", default="") or "")
+        resume = resume or runner.endswith("training.ensemble.run")
         try:
             acquire(str(folder), resume=resume)
         except BincountError as e:

@@ -42,10 +42,13 @@ class Rule:
     nullable: bool = False
     also: tuple = ()  # other values allowed (e.g. -1: no limit)
     hint: str = ""  # what to set instead ("a learning rate above 0, e.g. lr=0.001")
+    indices: bool = False  # also a list of whole numbers >= 0, or "0,1" (trainer.devices)
 
     def problem(self, value) -> str | None:
         if value is None:
             return None if self.nullable else "is not set"
+        if self.indices and _indices(value):
+            return None
         if any(value == a and type(value) is type(a) for a in self.also):  # True is not 1
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -59,6 +62,18 @@ class Rule:
         if self.high is not None and (value >= self.high if self.high_open else value > self.high):
             return f"must be {'below' if self.high_open else 'at most'} {self.high:g}"
         return None
+
+
+def _indices(value) -> bool:
+    """A list of device indices: [0, 1] or "0,1"."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        return bool(parts) and all(p.isdigit() for p in parts) and "," in value
+    if isinstance(value, ListConfig | list):
+        return bool(len(value)) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+        )
+    return False
 
 
 @dataclass(frozen=True)
@@ -129,7 +144,11 @@ RULES: dict[str, Rule] = {
     ),
     "trainer.num_nodes": Rule(whole=True, low=1, hint="1 or more machines, e.g. 1"),
     "trainer.devices": Rule(
-        whole=True, low=1, also=(-1, "auto"), hint="1 or more devices, -1 (all) or auto"
+        whole=True,
+        low=1,
+        also=(-1, "auto"),
+        indices=True,
+        hint="1 or more devices, -1 (all), auto, or their indices, e.g. [0,1]",
     ),
     "trainer.num_sanity_val_steps": Rule(
         whole=True, low=0, also=(-1,), hint="0 or more batches, e.g. 0 (-1: all)"

@@ -328,6 +328,25 @@ def dismiss(driver) -> None:
     time.sleep(1)
 
 
+def pick(driver, choices) -> None:
+    """The parallel coordinates plot's parameters, then metrics (typed into its two boxes)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.find_element(By.XPATH, "//button[normalize-space(.)='Clear All']").click()
+    time.sleep(1)
+    boxes = driver.find_elements(By.CSS_SELECTOR, "input[role='combobox']")
+    for box, values in zip(boxes[:2], choices, strict=False):
+        for value in values:
+            box.click()
+            box.send_keys(value)
+            time.sleep(1)
+            box.send_keys(Keys.ENTER)
+        box.send_keys(Keys.ESCAPE)
+    driver.execute_script("document.activeElement.blur();")
+    time.sleep(2)
+
+
 def mlflow_pages(driver, url: str) -> list[Path]:
     api = f"{url}/api/2.0/mlflow"
     experiment = json.loads(get(f"{api}/experiments/get-by-name?experiment_name=bincount"))
@@ -352,6 +371,8 @@ def mlflow_pages(driver, url: str) -> list[Path]:
     )
     wait_for(driver, "MLflow's compare view", text_has("lr", "val/acc", any_of=tuple(names)))
     dismiss(driver)
+    with contextlib.suppress(Exception):  # plot the swept keys against val/acc
+        pick(driver, (["lr", "batch_size"], ["val/acc"]))
     shots.append(shoot(driver, "mlflow-compare.png"))
     return shots
 

@@ -1,6 +1,6 @@
 """The screenshots of docs/sweeps-and-dashboards.md, taken from the real thing, offline:
 
-    .venv/bin/python docs/screenshots.py            # overwrites docs/img/*.png (~5-10 min)
+    .venv/bin/python docs/screenshots.py            # overwrites docs/img/*.png (~2.5 min here)
 
 1. a tiny real grid sweep (40 photos of ../shared/abid, 64 px, a few batches, 2 epochs) with
    every tracker (`logger=many`): `lr=0.001,0.01 batch_size=8,16`;

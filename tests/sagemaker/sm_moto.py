@@ -18,6 +18,20 @@ import pytest
 
 REGION = "eu-west-1"
 BUCKET = "bincount-test"
+# A launch against this server: the bucket, a CPU instance, the photos uploaded under abid/.
+BASE = [
+    f"sagemaker.bucket={BUCKET}",
+    "sagemaker.instance_type=ml.m5.xlarge",
+    f"data.source=s3://{BUCKET}/abid",
+]
+# Small enough for 2 shared CPU cores: 64 px, 8 images a split, batches of 4, no worker processes.
+TINY = [
+    "experiment=smoke",
+    "data.image_size=64",
+    "data.max_per_split=8",
+    "data.num_workers=0",
+    "batch_size=4",
+]
 ROLE = "arn:aws:iam::123456789012:role/bincount-sagemaker"
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 

@@ -13,27 +13,17 @@ import time
 
 import container_harness as harness
 import pytest
+import sm_moto
 import torch
 from hydra import compose, initialize_config_dir
 
 from bincount.config import config_dir, project_root
 from bincount.sagemaker.launcher import launch
 
-BUCKET = "bincount-test"
-BASE = [
-    f"sagemaker.bucket={BUCKET}",
-    "sagemaker.instance_type=ml.m5.xlarge",
-    f"data.source=s3://{BUCKET}/abid",
-]
+BUCKET = sm_moto.BUCKET
+BASE = sm_moto.BASE
 LAUNCHER = str(project_root() / "launch_sagemaker.py")
-# Small enough for 2 shared CPU cores: 64 px, 8 images a split, batches of 4, no worker processes.
-TINY = [
-    "experiment=smoke",
-    "data.image_size=64",
-    "data.max_per_split=8",
-    "data.num_workers=0",
-    "batch_size=4",
-]
+TINY = sm_moto.TINY
 
 
 def launched(aws, tmp_path, *overrides) -> dict:

@@ -25,18 +25,7 @@ from bincount.sagemaker.submit import (
     tuning_job_name,
 )
 
-BASE = [
-    f"sagemaker.bucket={sm_moto.BUCKET}",
-    "sagemaker.instance_type=ml.m5.xlarge",
-    f"data.source=s3://{sm_moto.BUCKET}/abid",
-]
-TINY = [
-    "experiment=smoke",
-    "data.image_size=64",
-    "data.max_per_split=8",
-    "data.num_workers=0",
-    "batch_size=4",
-]
+BASE, TINY = sm_moto.BASE, sm_moto.TINY
 
 
 def test_a_job_failing_on_an_override_names_the_error_and_the_override(

@@ -8,20 +8,14 @@ import json
 
 import boto3
 import container_harness as harness
+import sm_moto
 from hydra import compose, initialize_config_dir
 from sm_moto import BUCKET, REGION
 
 from bincount.config import config_dir
 from bincount.sagemaker.launcher import launch
 
-TINY = [
-    "experiment=smoke",
-    "data.image_size=64",
-    "data.max_per_split=8",
-    "data.num_workers=0",
-    "batch_size=4",
-    "test=false",
-]
+TINY = [*sm_moto.TINY, "test=false"]
 
 
 def test_the_job_reads_only_the_photos_of_its_manifest(aws, tmp_path, tiny_source):

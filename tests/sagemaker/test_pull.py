@@ -23,18 +23,7 @@ from bincount.reports import compare
 from bincount.sagemaker.launcher import launch
 from bincount.sagemaker.pull import RECORD, pull
 
-BASE = [
-    f"sagemaker.bucket={sm_moto.BUCKET}",
-    "sagemaker.instance_type=ml.m5.xlarge",
-    f"data.source=s3://{sm_moto.BUCKET}/abid",
-]
-TINY = [
-    "experiment=smoke",
-    "data.image_size=64",
-    "data.max_per_split=8",
-    "data.num_workers=0",
-    "batch_size=4",
-]
+BASE, TINY = sm_moto.BASE, sm_moto.TINY
 
 
 def launched(tmp_path, *overrides) -> str:

@@ -270,7 +270,7 @@ def test_verify_with_an_order_file_that_is_a_device_is_one_line(tmp_path, capsys
     _one_line(_main(capsys, "verify", tmp_path, "/dev/zero"), "/dev/zero is a device")
     deep = tmp_path / "deep.jsonl"
     deep.write_text("[" * 5000 + "]" * 5000 + "\n")
-    _one_line(_main(capsys, "verify", tmp_path, deep), "is not JSON")
+    _one_line(_main(capsys, "verify", tmp_path, deep), "levels deep")
 
 
 def test_predict_onto_a_read_only_or_full_disk_is_one_line(trained_run, abid, tmp_path):

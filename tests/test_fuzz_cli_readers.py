@@ -110,7 +110,8 @@ def test_any_table_as_a_csv_list(tmp_path, header, rows):
     writer.writerows(rows)
     items = _csv(tmp_path / "list.csv", buf.getvalue().encode("utf-8", "surrogatepass"))
     if items is not None:
-        assert "path" in header and len(items) == len(rows)
+        # an empty row is a blank line, which a CSV reader skips
+        assert "path" in header and len(items) == sum(1 for r in rows if r)
         for item in items:
             batch.check_column([item], None)
 

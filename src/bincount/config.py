@@ -45,21 +45,6 @@ def user_cache_dir() -> Path:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("bincount_root"):
         OmegaConf.register_new_resolver("bincount_root", lambda: str(project_root()))
-    register_open_dict()
-
-
-# A config node that takes new keys without `+` (Hydra closes every node it composes, and YAML
-# cannot reopen one): `defaults: [/bincount_open_dict@environment]` makes `environment` open,
-# so `sagemaker.environment.FOO=bar` works as written.
-OPEN_DICT = "bincount_open_dict"
-
-
-def register_open_dict() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    node = OmegaConf.create({})
-    OmegaConf.set_struct(node, False)
-    ConfigStore.instance().store(name=OPEN_DICT, node=node)
 
 
 register_resolvers()

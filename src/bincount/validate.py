@@ -186,6 +186,15 @@ RULES: dict[str, Rule] = {
         nullable=True,
         hint="0 or more photos, e.g. data.max_bad_images=10 (null: no limit)",
     ),
+    "data.copies_per_epoch": Rule(
+        low=0, high=1, hint="a share of the copies in [0, 1], e.g. data.copies_per_epoch=0.5"
+    ),
+    "callbacks.smooth.decay": Rule(
+        low=0, high=1, high_open=True, hint="a decay in [0, 1), e.g. callbacks.smooth.decay=0.5"
+    ),
+    "callbacks.swa.start": Rule(
+        low=0, hint="a share of trainer.max_epochs in [0, 1) or an epoch, e.g. 0.5 (second half)"
+    ),
     "data.train_fraction": Rule(
         low=0, low_open=True, high=1, hint="a share in (0, 1], e.g. data.train_fraction=0.5"
     ),
@@ -279,6 +288,9 @@ PRECISIONS = (
 CHOICES: dict[str, Choice] = {
     "optimized_mode": _MODES,
     "callbacks.model_checkpoint.mode": _MODES,
+    "callbacks.model_checkpoint.keep": Choice(
+        ("best", "last"), hint="best or last, e.g. callbacks=last"
+    ),
     "callbacks.health.rules.*.mode": _MODES,
     "callbacks.lr_monitor.logging_interval": Choice(
         ("step", "epoch"), nullable=True, hint="epoch or step"

@@ -95,7 +95,9 @@ def test_a_tuning_job_comes_home_as_run_folders_that_compare_ranks(
     for trial in tuned:
         run = dest / trial
         assert (run / "config.yaml").is_file() and (run / "checkpoints/best.ckpt").is_file()
-        assert list((run / "tensorboard").glob("events.out.tfevents*"))
+        assert list(
+            (run / "tensorboard").rglob("events.out.tfevents*")
+        )  # <run>/tensorboard/<name>/
         record = json.loads((run / RECORD).read_text())
         assert record["status"] == "Completed" and record["tuned"] == tuned[trial]
     # compare ranks them as the tuner did: the same best, the same objective values.
@@ -143,7 +145,7 @@ def test_a_training_job_streams_tensorboard_to_its_s3_prefix_and_pulls(aws, tmp_
     assert trial.objective == pytest.approx(
         json.loads((run / "metrics.json").read_text())["objective"]["value"]
     )
-    assert list((run / "tensorboard").glob("events.out.tfevents*"))
+    assert list((run / "tensorboard").rglob("events.out.tfevents*"))  # <run>/tensorboard/<name>/
 
 
 def test_pull_of_an_unknown_job_is_one_line(aws, tmp_path):

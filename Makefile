@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-sagemaker-slow test-all lint format clean chromium bench
+.PHONY: setup demo test test-long test-sagemaker-slow test-all lint format clean chromium bench
 
 setup: $(STAMP)
 
@@ -31,13 +31,17 @@ format: $(STAMP)
 test: lint chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The real runs of 15 s to 1.5 min each (marked long), which CI runs after `make test`.
+test-long: $(STAMP)
+	$(PY) -m pytest -m long $(PYTEST_ARGS)
+
 # The slow SageMaker container checks (two hosts, spot restart), which CI runs after `make test`.
 test-sagemaker-slow: $(STAMP)
 	$(PY) -m pytest -m slow tests/sagemaker $(PYTEST_ARGS)
 
 # Everything, the slow checks too.
 test-all: lint chromium
-	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "slow or long or not slow" $(PYTEST_ARGS)
 
 # Every benchmark (benchmarks/run_all.py), under 15 minutes: tables in benchmarks/RESULTS.md.
 bench: $(STAMP)

@@ -191,6 +191,7 @@ def _photo_list(tmp_path, photo: Path, *others) -> Path:
     return listing
 
 
+@pytest.mark.long
 def test_predict_with_dev_zero_and_a_fifo_in_a_list_stays_small(trained_run, abid, tmp_path, fifo):
     photo = next(iter(sorted((abid / "bin-images").glob("*.jpg"))))
     listing = _photo_list(tmp_path, photo, "/dev/zero", fifo)
@@ -273,6 +274,7 @@ def test_verify_with_an_order_file_that_is_a_device_is_one_line(tmp_path, capsys
     _one_line(_main(capsys, "verify", tmp_path, deep), "levels deep")
 
 
+@pytest.mark.long
 def test_predict_onto_a_read_only_or_full_disk_is_one_line(trained_run, abid, tmp_path):
     photo = next(iter(sorted((abid / "bin-images").glob("*.jpg"))))
     proc = _bincount(

@@ -31,6 +31,7 @@ def ensemble_run(tiny_source, tmp_path, *extra):
     )
 
 
+@pytest.mark.long
 def test_ensemble_trains_members_and_scores_their_average(tiny_source, tmp_path):
     proc = ensemble_run(tiny_source, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -78,6 +79,7 @@ def test_ensemble_trains_members_and_scores_their_average(tiny_source, tmp_path)
         ('runner.members={a:["experiment=smoke"],b:["model.head=boxes"]}', "member b failed"),
     ],
 )
+@pytest.mark.long
 def test_bad_ensembles_are_clear_errors(tiny_source, tmp_path, members, words):
     proc = run_train(
         "runner=ensemble",

@@ -293,6 +293,7 @@ def run_sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.long
 def test_a_grid_and_an_optuna_sweep_agree_in_every_dashboard(tiny_source, tmp_path):
     """Issue 22's acceptance: a 4-trial grid and a 3-trial Optuna sweep with logger=many,
     logging to a real MLflow server; then TensorBoard's HParams API, MLflow's REST API, the

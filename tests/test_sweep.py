@@ -78,6 +78,7 @@ def test_grid_checks_every_combination_before_the_first_trial(tmp_path):
     assert not (sweep / "0").exists()  # trial 0 never started
 
 
+@pytest.mark.long
 def test_grid_records_a_failed_trial_and_writes_trials_and_summary(tiny_source, tmp_path, capsys):
     # Lightning refuses `bogus` when it builds the trainer: a failure no check foresees
     proc = run_train(
@@ -143,6 +144,7 @@ def test_optuna_sweep_of_the_shared_space(tiny_source, tmp_path):
     assert summary["best_value"] == max(float(t["val/acc"]) for t in trials)
 
 
+@pytest.mark.long
 def test_a_minimizing_optuna_sweep_keeps_each_trials_lowest_epoch(tiny_source, tmp_path):
     proc = run_train(
         "-m",
@@ -164,6 +166,7 @@ def test_a_minimizing_optuna_sweep_keeps_each_trials_lowest_epoch(tiny_source, t
     assert summary["direction"] == "minimize" and summary["completed"] == 2
 
 
+@pytest.mark.long
 def test_a_resumed_optuna_study_continues(tiny_source, tmp_path):
     """sweep.max_trials=1 runs locally (parallel_trials=2 is SageMaker's); the same command with
     the study kept and more trials continues it: trial numbers go on, no parameters repeat, one

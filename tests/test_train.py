@@ -99,11 +99,13 @@ def _fails(proc, *words):
         "bad-batch-size",
     ],
 )
+@pytest.mark.long
 def test_user_errors_are_clear(tmp_path, overrides, words):
     proc = run_train(*overrides, f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     _fails(proc, *words)
 
 
+@pytest.mark.long
 def test_random_weights_train_when_asked(tiny_source, tmp_path):
     proc = fast_dev_run(tiny_source, tmp_path, "model=resnet18", "model.pretrained=false")
     assert proc.returncode == 0, proc.stderr[-2000:]

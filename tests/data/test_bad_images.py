@@ -100,6 +100,7 @@ def test_without_a_report_a_bad_photo_is_one_line(source, tmp_path):
         ds[0]
 
 
+@pytest.mark.long
 def test_a_training_lists_the_photos_it_skipped(source, tmp_path):
     data_dir = tmp_path / "data"
     common = [

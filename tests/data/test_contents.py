@@ -77,6 +77,7 @@ def test_the_aux_outputs_never_reach_the_count_scores():
         assert m(torch.zeros(2, 3, 64, 64)).shape == (2, 5)
 
 
+@pytest.mark.long
 def test_training_with_the_aux_head_logs_its_loss(tiny_source, tmp_path):
     proc = run_train(
         "experiment=smoke",

@@ -220,6 +220,7 @@ def stub_source(abid: Path, dest: Path, per_count: int = 3) -> Path:
     return add_photos(shared, dest, ids)
 
 
+@pytest.mark.long
 def test_a_source_with_stub_metadata_trains_describes_and_is_left_out_of_orders(
     abid, tiny_source, tmp_path, caplog, capsys
 ):

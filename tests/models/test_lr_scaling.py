@@ -33,6 +33,7 @@ def test_the_keys_leave_the_optimizer_factory():
         split(functools.partial(torch.optim.SGD, lr=0.1, lr_scaling="cubic"))
 
 
+@pytest.mark.long
 def test_a_run_scales_its_lr_and_logs_the_effective_batch(tiny_source, tmp_path):
     """A real run on one process with a reference batch of half its batch: lr x 2."""
     _run, proc = run_tiny(

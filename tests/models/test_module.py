@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 from runner import run_train
 
 
+@pytest.mark.long
 def test_tiny_model_overfits_a_few_batches(tiny_source, tmp_path):
     # Through train.py in its own process: in-process under pytest the same fit ran ~10x slower.
     proc = run_train(

@@ -38,6 +38,7 @@ def members(tar_path) -> set[str]:
         return set(tar.getnames())
 
 
+@pytest.mark.long
 def test_the_acceptance_request_trains_through_sm_train_sh(aws, tmp_path, tiny_source, make_cfg):
     """`python launch_sagemaker.py trainer.max_epochs=1 +trainer.val_check_interval=0.5 lr=0.01`,
     as SageMaker would run it. Before the fix this died in sm_train.sh with
@@ -93,6 +94,7 @@ def test_the_acceptance_request_trains_through_sm_train_sh(aws, tmp_path, tiny_s
     assert values and values[-1] == pytest.approx(metrics["objective"]["value"], abs=1e-4)
 
 
+@pytest.mark.long
 def test_every_override_shape_reaches_the_job_through_sm_train_sh(aws, tmp_path, tiny_source):
     shapes = [
         "trainer.max_epochs=1",  # a.b=1
@@ -124,6 +126,7 @@ def test_every_override_shape_reaches_the_job_through_sm_train_sh(aws, tmp_path,
     }
 
 
+@pytest.mark.long
 def test_a_tuning_trial_runs_in_the_dlc_toolkit_and_minimises(aws, tmp_path, tiny_source):
     """A trial of `+sweep=hpo optimized_metric=val/rmse sweep.objective.direction=minimize` with
     spot: the PyTorch DLC's toolkit (sagemaker-training + sagemaker-pytorch-training) runs

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import boto3
+import pytest
 from sm_moto import BUCKET, REGION, ROLE, s3_keys
 
 from bincount.sagemaker.tags import project_tags
@@ -149,6 +150,7 @@ def moto_can_stop_jobs(monkeypatch) -> None:
     )
 
 
+@pytest.mark.long
 def test_all_tagged_stops_jobs_and_removes_endpoints_and_s3_prefixes_of_the_project_only(
     aws, tmp_path, monkeypatch
 ):

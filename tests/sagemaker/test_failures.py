@@ -28,6 +28,7 @@ from bincount.sagemaker.submit import (
 BASE, TINY = sm_moto.BASE, sm_moto.TINY
 
 
+@pytest.mark.long
 def test_a_job_failing_on_an_override_names_the_error_and_the_override(
     aws, tmp_path, tiny_source, monkeypatch
 ):

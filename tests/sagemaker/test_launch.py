@@ -54,6 +54,7 @@ def launch_in_process(*overrides, tmp_path, echo=lambda s: None):
     return launch(cfg, list(overrides), tmp_path / "launch", echo=echo)
 
 
+@pytest.mark.long
 def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
     overrides = ["model=resnet50", "lr=0.01", "trainer.max_epochs=3", "+data.extra=[1,2]"]
     proc = run_launcher(*overrides, *BASE, "sagemaker.spot=true", tmp_path=tmp_path)
@@ -275,6 +276,7 @@ def test_cli_prints_the_error_without_traceback(aws, tmp_path):
     assert aws.requests == []
 
 
+@pytest.mark.long
 def test_without_a_bucket_the_sdk_default_bucket_is_used(aws, tmp_path):
     """sagemaker.bucket=null: the SDK session's default bucket. Its own STS call names it
     (answered by the dry run's capture: the SDK sends it to sts.<region>.amazonaws.com, past
@@ -330,6 +332,7 @@ def _assert_account_fields(definition: dict) -> None:
 
 
 @pytest.mark.parametrize("sweep", [[], ["+sweep=hpo"]], ids=["training", "tuning"])
+@pytest.mark.long
 def test_vpc_kms_isolation_and_retries_reach_the_request_fields(aws, tmp_path, sweep):
     from bincount.sagemaker.capture import validate
 
@@ -387,6 +390,7 @@ def test_environment_takes_new_keys_without_a_plus(aws, tmp_path):
 US_EAST = ["sagemaker.region=us-east-1", f"sagemaker.bucket={BUCKET}"]
 
 
+@pytest.mark.long
 def test_data_bucket_sends_a_manifest_of_the_listed_ids(aws, tmp_path):
     """data=bucket: the seed's 10,441 ids of the public bucket's ~536k photos, as a manifest
     channel (File mode: FastFile takes prefixes only), and a volume sized for the copy."""
@@ -471,6 +475,7 @@ def test_a_list_of_sources_is_one_channel_each(aws, tmp_path):
     ]
 
 
+@pytest.mark.long
 def test_weights_travel_as_a_channel_uploaded_once(aws, tmp_path):
     import hashlib
 

@@ -8,6 +8,7 @@ import json
 
 import boto3
 import container_harness as harness
+import pytest
 import sm_moto
 from hydra import compose, initialize_config_dir
 from sm_moto import BUCKET, REGION
@@ -18,6 +19,7 @@ from bincount.sagemaker.launcher import launch
 TINY = [*sm_moto.TINY, "test=false"]
 
 
+@pytest.mark.long
 def test_the_job_reads_only_the_photos_of_its_manifest(aws, tmp_path, tiny_source):
     s3 = boto3.client("s3", region_name=REGION)
     for path in tiny_source.rglob("*"):

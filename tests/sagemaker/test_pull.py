@@ -37,6 +37,7 @@ def definitions_of(request: dict) -> list[dict]:
     return algo["MetricDefinitions"]
 
 
+@pytest.mark.long
 def test_a_tuning_job_comes_home_as_run_folders_that_compare_ranks(
     aws, tmp_path, tiny_source, capsys
 ):
@@ -114,6 +115,7 @@ def test_a_tuning_job_comes_home_as_run_folders_that_compare_ranks(
     assert cfg["lr"] == float(tuned[best.name]["lr"])
 
 
+@pytest.mark.long
 def test_a_training_job_streams_tensorboard_to_its_s3_prefix_and_pulls(aws, tmp_path, tiny_source):
     name = launched(
         tmp_path, *TINY, "trainer.max_epochs=1", "test=false", "logger=tensorboard", "lr=0.01"

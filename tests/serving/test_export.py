@@ -52,6 +52,7 @@ def test_onnx_threads_come_from_the_environment(served_run, photos, monkeypatch)
         inference.model_fn(onnx)
 
 
+@pytest.mark.long
 def test_onnx_answers_like_torch_for_every_head_tta_and_aux(tiny_source, tmp_path, photos):
     # The ordinal head (one raw score) with an auxiliary head (three more outputs) and flips:
     # the exported graph must give the module's per-count scores, not the backbone's raw output.

@@ -14,7 +14,6 @@ The objective is what each trial's train() returns (`optimized_metric`; best by
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,7 @@ class BincountGridSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=params)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from bincount.errors import BincountError
-
-        try:
-            return self._sweep(arguments)
-        except BincountError as e:  # said like train.py says it: no traceback
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+        return records.sweep_said(self._sweep, arguments)
 
     def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None

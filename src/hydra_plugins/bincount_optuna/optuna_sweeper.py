@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,13 +143,7 @@ class BincountOptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from bincount.errors import BincountError
-
-        try:
-            return self._sweep(arguments)
-        except BincountError as e:  # said like train.py says it: no traceback
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+        return records.sweep_said(self._sweep, arguments)
 
     def _sweep(self, arguments: list[str]) -> Any:
         import optuna

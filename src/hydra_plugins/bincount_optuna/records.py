@@ -20,6 +20,18 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 
+def sweep_said(sweep, arguments: list[str]) -> Any:
+    """`sweep(arguments)`, a BincountError said in one line as train.py says it (exit 2, no
+    traceback): the `sweep` of both sweepers."""
+    from bincount.errors import BincountError
+
+    try:
+        return sweep(arguments)
+    except BincountError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def check_trials(config_loader, master: DictConfig, trials: list[list[str]], labels: list[str]):
     """Compose every trial's config and check its numbers (bincount.validate): a BincountError
     naming the first bad trial, before any trial trains."""

@@ -70,6 +70,22 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _named(path, what: str) -> str:
+    """How a message names the file: "order file orders.jsonl", or the bare path."""
+    return f"{what} {path}" if what else str(path)
+
+
+def _mode(path: Path, name: str, doing: str, fix: str) -> int | None:
+    """The file type bits of `path`; None when it does not exist; FileError when it cannot be
+    looked at (saying what was being done and the fix)."""
+    try:
+        return os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise FileError(f"cannot {doing} {name} ({e.strerror or e}): {fix}") from None
+
+
 def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
 
@@ -78,7 +94,7 @@ def read_input(path: str | os.PathLike, what: str = "", limit: int | None = None
     """The bytes of a regular file of at most `limit` bytes (default `max_input_bytes()`);
     FileError (one line) for a missing file, a folder, a device, a FIFO or a larger file."""
     path = Path(path)
-    name = f"{what} {path}" if what else str(path)
+    name = _named(path, what)
     cap = max_input_bytes() if limit is None else int(limit)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it
@@ -114,14 +130,9 @@ def check_input(path: str | os.PathLike, what: str = "", folder_ok: bool = False
     read by a library (a checkpoint torch loads), which must never be a device or a FIFO (a
     FIFO would block the command forever). A missing path is left to the caller to name."""
     path = Path(path)
-    name = f"{what} {path}" if what else str(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return path
-    except OSError as e:
-        raise FileError(f"cannot read {name} ({e.strerror or e}): check the path") from None
-    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+    name = _named(path, what)
+    mode = _mode(path, name, "read", "check the path")
+    if mode is None or stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
         return path
     wanted = "a file or a folder" if folder_ok else "a regular file"
     raise FileError(f"{name} is {_kind(mode)}: give {wanted}")
@@ -133,7 +144,7 @@ def read_input_text(path: str | os.PathLike, what: str = "", limit: int | None =
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        name = f"{what} {path}" if what else str(path)
+        name = _named(path, what)
         raise FileError(
             f"{name} is not UTF-8 text (byte {e.start}): give a text file (CSV or JSON lines)"
         ) from None
@@ -143,14 +154,9 @@ def check_output(path: str | os.PathLike, what: str = "") -> Path:
     """`path` may be written: a new path or a regular file (FileError for a folder, a device,
     a FIFO or a socket, which a rename would replace or could not)."""
     path = Path(path)
-    name = f"{what} {path}" if what else str(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return path
-    except OSError as e:
-        raise FileError(f"cannot write {name} ({e.strerror or e}): choose another path") from None
-    if not stat.S_ISREG(mode):
+    name = _named(path, what)
+    mode = _mode(path, name, "write", "choose another path")
+    if mode is not None and not stat.S_ISREG(mode):
         raise FileError(f"{name} is {_kind(mode)}: write to a file name (a new path or a file)")
     return path
 

@@ -23,8 +23,11 @@ from bincount.errors import BincountError
 
 MAX_CHARS = 1024  # what SageMaker keeps of the file
 FRAMES = 3
+# bincount's own code: the package's folder (not any path with "/bincount/" in it: a checkout
+# named bincount holds its virtualenv's libraries too).
+PACKAGE = Path(__file__).resolve().parents[2]
 # bincount's thin wrapper of Hydra's instantiate: the frame that called it says more.
-WRAPPERS = {str(Path(__file__).resolve().parents[2] / "training" / "hydra.py")}
+WRAPPERS = {PACKAGE / "training" / "hydra.py"}
 
 
 def path(env: Mapping[str, str]) -> Path | None:
@@ -79,14 +82,15 @@ def frames(exc: BaseException, n: int = FRAMES) -> list[str]:
     return [_frame(f) for f in traceback.extract_tb(exc.__traceback__)[-n:]]
 
 
+def _ours(filename: str) -> bool:
+    path = Path(filename).resolve()
+    return path.is_relative_to(PACKAGE) and path not in WRAPPERS
+
+
 def project_frame(exc: BaseException) -> str | None:
     """The last frame of bincount's own code on the way to the error (where it entered the
     library that raised), e.g. `fit.py:38 in _trainer`."""
-    ours = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if "/bincount/" in f.filename.replace("\\", "/") and f.filename not in WRAPPERS
-    ]
+    ours = [f for f in traceback.extract_tb(exc.__traceback__) if _ours(f.filename)]
     return _frame(ours[-1]) if ours else None
 
 

@@ -1,6 +1,6 @@
 """Run `python train.py OVERRIDES` as a SageMaker job: `python launch_sagemaker.py OVERRIDES`.
 
-See conf/launch.yaml and conf/sagemaker/; the logic is in bincount.sagemaker.launcher.
+See conf/launch.yaml and conf/sagemaker/; the logic is in bincount.sagemaker.launch.launcher.
 """
 
 import sys
@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from bincount.config import register_resolvers
 from bincount.errors import BincountError
-from bincount.sagemaker.launcher import launch
+from bincount.sagemaker.launch.launcher import launch
 
 register_resolvers()
 

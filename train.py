@@ -32,7 +32,9 @@ def main(cfg: DictConfig) -> float:
 
     try:
         check_train_config(cfg)
-        from bincount.train import train  # imported here: config errors show before torch loads
+        from bincount.training.runner import (
+            train,  # imported here: config errors show before torch loads
+        )
 
         return train(cfg)
     except BincountError as e:

@@ -4,7 +4,7 @@
         [--repeat 2] [--source ../shared/abid]
 
 Trains the default model (EfficientNet-Lite0, offline pretrained weights) for one epoch on
---images real training images through `bincount.train.train`, with no debug config, with
+--images real training images through `bincount.training.runner.train`, with no debug config, with
 debug=health, debug=profile and debug=[health,profile], and prints each one's fit time (best
 of --repeat) and its ratio to the plain run. The runs go to a temporary folder. On a shared
 machine the ratios are noisy: repeat, and compare them rather than the seconds.
@@ -40,7 +40,7 @@ def fit_seconds(overrides: list[str], tmp: Path) -> float:
     from omegaconf import open_dict
 
     from bincount.config import config_dir
-    from bincount.train import train
+    from bincount.training.runner import train
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=overrides)

@@ -5,7 +5,8 @@
 
 1. Features: the default model's frozen backbone (EfficientNet-Lite0, ImageNet weights, 224
    px) over every image of the default split of ../shared/abid (counts 1..5), through
-   `bincount.features` (cached under data/features/: built here the first time, read after).
+   `bincount.training.features` (cached under data/features/: built here the first time, read
+   after).
 2. A 16-trial sweep of the head, as a user runs it: `python train.py -m experiment=head_sweep
    lr=0.0003,0.001,0.003,0.01 batch_size=16,32,64,128` (one Hydra multirun, in a temporary
    folder). Wall time of the whole sweep, per trial, best trial by val/acc and its test/acc.
@@ -50,7 +51,7 @@ def default_cfg(*overrides: str):
 
 
 def default_features() -> tuple[dict, dict, object]:
-    from bincount import features
+    from bincount.training import features
     from bincount.training.hydra import instantiate
 
     cfg = default_cfg("experiment=head_sweep")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -138,3 +139,64 @@ def debug_run(tiny_source, tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+PHOTO = "01843"  # the reference project's test image: 3 objects
+
+
+@pytest.fixture(scope="session")
+def served_run(trained_run, tmp_path_factory) -> Path:
+    """A copy of the trained run (best.ckpt, config.yaml, metrics.json), calibrated and exported
+    to ONNX; the shared trained run stays untouched."""
+    run = tmp_path_factory.mktemp("served") / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained_run / "checkpoints" / "best.ckpt", run / "checkpoints")
+    for name in ("config.yaml", "metrics.json"):
+        shutil.copy(trained_run / name, run)
+    from bincount import export
+    from bincount.verify import calibration
+
+    calibration.calibrate(run)
+    export.export_onnx(run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def torch_model(served_run):
+    from bincount import inference
+
+    return inference.model_fn(served_run, backend="torch")
+
+
+@pytest.fixture(scope="session")
+def onnx_model(served_run):
+    from bincount import inference
+
+    return inference.model_fn(served_run, backend="onnx")
+
+
+@pytest.fixture(scope="session")
+def photo(abid) -> bytes:
+    return (abid / "bin-images" / f"{PHOTO}.jpg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def photos(abid) -> list[Path]:
+    """12 real photos spread over the mirror."""
+    paths = sorted((abid / "bin-images").glob("*.jpg"))
+    return paths[:: max(1, len(paths) // 12)][:12]
+
+
+@pytest.fixture
+def bincount(capsys):
+    """bincount(*args) -> (exit code, stdout, stderr), as the console script would give."""
+
+    from bincount import cli
+
+    def run(*args):
+        capsys.readouterr()
+        code = cli.main([str(a) for a in args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run

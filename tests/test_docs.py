@@ -18,7 +18,8 @@ BIN = Path(sys.executable).parent
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 # A project path in backticks: `src/bincount/threads.py`, `conf/serve.yaml`, `tests/data/`.
 PATH = re.compile(r"`((?:src|conf|benchmarks|tests|experiments|docs)/[^`\s<*]*)`")
-# A module in backticks: `bincount.data.manifest`, `bincount.train.train`, `bincount.models.{a,b}`.
+# A module in backticks: `bincount.data.manifest`, `bincount.training.runner.train`,
+# `bincount.models.{a,b}`.
 MODULE = re.compile(r"`[^`]*?\b(bincount(?:\.\w+)+(?:\.\{[\w,]+\})?)")
 # What the docs name that a slice of issue 18 creates (docs/development.md describes the target
 # layout): allowed to be missing until that slice lands. After the merge, the old names that

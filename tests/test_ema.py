@@ -10,7 +10,7 @@ import torch
 from omegaconf import open_dict
 
 from bincount.reports.evaluate import load
-from bincount.train import train
+from bincount.training.runner import train
 
 
 class WeightsAtTest(pl.Callback):

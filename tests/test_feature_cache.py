@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
-from bincount import features, inference
+from bincount import inference
 from bincount.data import transforms
 from bincount.data.datamodule import BinDataModule
-from bincount.train import train
+from bincount.training import features
 from bincount.training.head_only import _logits
+from bincount.training.runner import train
 
 SETTINGS = ("experiment=head_sweep", "data.image_size=64", "data.num_workers=0")
 

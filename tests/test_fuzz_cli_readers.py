@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf, open_dict
 
-from bincount import argtypes, batch, fileio, orders, validate
+from bincount import argtypes, batch, fileio, validate
 from bincount.errors import BincountError
+from bincount.verify import orders
 
 BUDGET = settings(
     max_examples=100,

@@ -28,7 +28,7 @@ from tracker_servers import (
 from bincount import rundir
 from bincount.reports.compare import collect
 from bincount.reports.compare import objective as compare_objective
-from bincount.sagemaker.spec import metric_definitions
+from bincount.sagemaker.launch.spec import metric_definitions
 from bincount.training import identity, trackers
 from bincount.training.fit import end_tracker_runs
 

@@ -225,7 +225,7 @@ def test_optuna_sweeper_checks_the_space_ends_before_the_first_trial(tmp_path):
 
 
 def test_sagemaker_only_settings_do_not_block_a_local_sweep(make_cfg):
-    from bincount.sagemaker.hpo import space
+    from bincount.sagemaker.launch.hpo import space
     from hydra_plugins.bincount_optuna.optuna_sweeper import local, study_name
 
     cfg = make_cfg("+sweep=hpo", "sweep.max_trials=1")  # parallel_trials stays 2
@@ -255,7 +255,7 @@ def test_optuna_sweeper_needs_the_search_space(tmp_path):
 def test_space_becomes_optuna_distributions(make_cfg):
     import optuna
 
-    from bincount.sagemaker.hpo import space
+    from bincount.sagemaker.launch.hpo import space
     from hydra_plugins.bincount_optuna.optuna_sweeper import distributions, sampler
 
     cfg = make_cfg("+sweep=hpo", "sweep.seed=3")

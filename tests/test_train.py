@@ -9,7 +9,7 @@ import pytest
 import torch
 from runner import run_train
 
-from bincount.train import train
+from bincount.training.runner import train
 
 
 def fast_dev_run(source, tmp_path, *overrides):

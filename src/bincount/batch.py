@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bincount import inference, verification
+from bincount import inference
 from bincount.errors import BincountError
 from bincount.fileio import (
     MAX_INPUT_ENV,
@@ -33,6 +33,7 @@ from bincount.fileio import (
     read_input,
     read_input_text,
 )
+from bincount.inference import verdicts
 from bincount.settings import settings
 
 # Every suffix a photo may have: the decoder says which formats it reads (an error row names
@@ -265,13 +266,13 @@ def write_csv(path: str | os.PathLike, items: list[Item], answers: list[dict], c
 def verdict_table(items: list[Item], answers: list[dict], truth_column: str | None) -> dict:
     """How the verdicts split; with the true counts, the precision of the mismatch flags."""
     done = [(it, a) for it, a in zip(items, answers, strict=True) if "verdict" in a]
-    table: dict = {v: sum(a["verdict"] == v for _, a in done) for v in verification.VERDICTS}
+    table: dict = {v: sum(a["verdict"] == v for _, a in done) for v in verdicts.VERDICTS}
     table["orders"] = len(done)
     if truth_column and done:
         if truth_column not in done[0][0].columns:
             raise BincountError(f"--truth-column {truth_column!r} is not a column of the input")
         wrong = [int(it.columns[truth_column]) != a["expected"] for it, a in done]
-        table.update(verification.evaluate([a["verdict"] for _, a in done], wrong))
+        table.update(verdicts.evaluate([a["verdict"] for _, a in done], wrong))
     return table
 
 
@@ -322,7 +323,7 @@ def predict(
             item.columns["expected"] = str(expected)
     check_column(items, column)
     if endpoint:
-        from bincount.sagemaker.deploy import endpoint_invoker
+        from bincount.sagemaker.launch.deploy import endpoint_invoker
 
         invoke = endpoint_invoker(endpoint, region)  # no credentials: one error here
         answers = predict_endpoint(invoke, items, column)

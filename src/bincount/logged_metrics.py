@@ -2,7 +2,8 @@
 
 The training side prints them (`bincount.callbacks.progress.EpochSummary` one line per epoch,
 the end-of-run summary, the container's `best <objective>=` line); the launch side turns the
-same list into SageMaker's metric definitions (`bincount.sagemaker.hpo.metric_definitions`) and
+same list into SageMaker's metric definitions
+(`bincount.sagemaker.launch.hpo.metric_definitions`) and
 refuses a tuning objective that no definition covers. Add a figure here and both follow.
 
     epoch 3/8 (41s): train/loss_epoch=0.9120 train/acc=0.6250 val/loss=1.2031 val/acc=0.4062 ...

@@ -11,7 +11,7 @@ with `flock` for the life of the process, taken before anything is written into 
   crash: config.yaml, no metrics.json) is trained into afresh, with a warning.
 
 `python train.py` takes the lock from a Hydra callback (`RunLock`, conf/hydra/default.yaml)
-before Hydra writes `.hydra/` or its log into the folder; `bincount.train.train` takes it
+before Hydra writes `.hydra/` or its log into the folder; `bincount.training.runner.train` takes it
 again (the same process: a no-op) for runs that do not come through Hydra's main.
 Torch-free.
 """

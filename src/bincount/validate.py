@@ -9,7 +9,7 @@ group option and fails on a numeric or enum key without one. Then the checks acr
 scheduler that needs its length, and `ckpt_path` (a complete checkpoint file).
 
 Torch-free on purpose: train.py's Hydra main calls `check_train_config` before it imports
-`bincount.train`, so `python train.py lr=abc` fails in about a second, not after the model
+`bincount.training.runner`, so `python train.py lr=abc` fails in about a second, not after the model
 is built.
 """
 

@@ -226,7 +226,7 @@ def test_a_source_with_stub_metadata_trains_describes_and_is_left_out_of_orders(
 ):
     from runner import run_tiny
 
-    from bincount import orders
+    from bincount.verify import orders
     from bincount.cli import main
 
     stub = stub_source(abid, tmp_path / "abid-256")
@@ -285,7 +285,7 @@ def test_a_source_with_stub_metadata_trains_describes_and_is_left_out_of_orders(
     ]
 
     # Left out of the train split's order stream, with a count of what was left out.
-    caplog.set_level(logging.INFO, logger="bincount.order_check")
+    caplog.set_level(logging.INFO, logger="bincount.verify.check")
     capsys.readouterr()
     output = tmp_path / "orders.jsonl"
     assert main(["orders", str(run), "--split", "train", "-o", str(output)]) == 0

@@ -73,7 +73,7 @@ def test_tta_override_averages_flips(run):
 
 
 def test_prior_override_divides_the_runs_training_frequencies_out(run, capsys):
-    from bincount.evalset import split_items
+    from bincount.reports.evalset import split_items
 
     plain = evaluate(run, split="val")
     balanced = evaluate(run, split="val", prior="uniform")

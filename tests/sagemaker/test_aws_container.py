@@ -18,7 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from bincount.config import config_dir, project_root
-from bincount.sagemaker.launcher import launch
+from bincount.sagemaker.launch.launcher import launch
 
 BUCKET = sm_moto.BUCKET
 BASE = sm_moto.BASE

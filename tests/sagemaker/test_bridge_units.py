@@ -16,7 +16,13 @@ from bincount.sagemaker.container.bridge import (
     job_overrides,
     parse_hyperparameters,
 )
-from bincount.sagemaker.overrides import OVERRIDES_KEY, decode, split, to_overrides, tuned_name
+from bincount.sagemaker.launch.overrides import (
+    OVERRIDES_KEY,
+    decode,
+    split,
+    to_overrides,
+    tuned_name,
+)
 
 
 def test_hyperparameters_round_trip_to_the_same_overrides():

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from sm_moto import BUCKET, REGION, ROLE, s3_keys
 
-from bincount.sagemaker.tags import project_tags
+from bincount.sagemaker.launch.tags import project_tags
 
 IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.10.0-cpu-py313"
 
@@ -111,7 +111,7 @@ def launch_job(tmp_path, name: str, *extra: str) -> str:
     from hydra import compose, initialize_config_dir
 
     from bincount.config import config_dir
-    from bincount.sagemaker.launcher import launch
+    from bincount.sagemaker.launch.launcher import launch
 
     overrides = [
         f"sagemaker.bucket={BUCKET}",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bincount.config import project_root
-from bincount.sagemaker import bundle
+from bincount.sagemaker.launch import bundle
 
 TINY = {
     "experiment": "smoke",

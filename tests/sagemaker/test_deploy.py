@@ -18,7 +18,7 @@ from sm_moto import BUCKET, REGION, ROLE, s3_read
 
 from bincount import cli
 from bincount.errors import BincountError
-from bincount.sagemaker import deploy
+from bincount.sagemaker.launch import deploy
 from bincount.settings import settings
 
 PROJECT_TAG = {"Key": "bincount:project", "Value": "bincount"}
@@ -171,7 +171,7 @@ def test_an_endpoint_in_a_vpc_with_a_key_dry_run_then_sent(aws, tmp_path, capsys
     """deploy.subnets/security_groups/kms_key/network_isolation reach CreateModel's VpcConfig
     and EnableNetworkIsolation and CreateEndpointConfig's KmsKeyId: first as a dry run (nothing
     sent, validated against botocore's model), then for real on moto."""
-    from bincount.sagemaker.capture import validate
+    from bincount.sagemaker.launch.capture import validate
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -31,7 +31,7 @@ from PIL import Image
 from sm_moto import BUCKET, REGION, ROLE, aws_env, s3_read
 
 from bincount import inference
-from bincount.sagemaker import deploy
+from bincount.sagemaker.launch import deploy
 from bincount.settings import settings
 
 PHOTO = "01843"  # 3 objects

@@ -17,8 +17,8 @@ from hydra import compose, initialize_config_dir
 from bincount.config import config_dir, project_root
 from bincount.errors import BincountError
 from bincount.sagemaker.container import failure
-from bincount.sagemaker.launcher import launch
-from bincount.sagemaker.submit import (
+from bincount.sagemaker.launch.launcher import launch
+from bincount.sagemaker.launch.submit import (
     TRAINING_NAME_MAX,
     TUNING_NAME_MAX,
     training_base_name,
@@ -171,7 +171,7 @@ def test_an_objective_no_definition_reads_is_refused_in_one_line(aws, tmp_path):
 
 def test_sagemaker_managed_mlflow_adds_its_plugin_only_when_asked(tmp_path):
     from bincount.config import project_root
-    from bincount.sagemaker import bundle
+    from bincount.sagemaker.launch import bundle
 
     arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team"
     asked = bundle.needed_by(

@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_dir
 from sm_moto import BUCKET, REGION, ROLE, s3_keys, s3_read
 
 from bincount.config import config_dir, project_root
-from bincount.sagemaker import prices
-from bincount.sagemaker.launcher import launch
-from bincount.sagemaker.overrides import OVERRIDES_KEY, decode
+from bincount.sagemaker.launch import prices
+from bincount.sagemaker.launch.launcher import launch
+from bincount.sagemaker.launch.overrides import OVERRIDES_KEY, decode
 
 CPU_IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-training:2.10.0-cpu-py313"
 BASE = [
@@ -99,7 +99,7 @@ def test_training_job_is_the_local_run_with_spot(aws, tmp_path):
         "bundle.json",
         "conf/train.yaml",
         "conf/model/resnet50.yaml",
-        "src/bincount/train.py",
+        "src/bincount/training/runner.py",
         "src/bincount/sagemaker/container/bridge.py",
     ):
         assert needed in keys
@@ -216,7 +216,7 @@ def test_dry_run_prints_requests_and_cost_and_calls_nothing(aws, tmp_path):
 
 
 def test_the_validator_is_botocores_and_reports_what_is_wrong():
-    from bincount.sagemaker.capture import validate
+    from bincount.sagemaker.launch.capture import validate
 
     problems = validate("CreateTrainingJob", {"TrainingJobName": "x", "RoleArn": 3})
     text = " ".join(problems)
@@ -334,7 +334,7 @@ def _assert_account_fields(definition: dict) -> None:
 @pytest.mark.parametrize("sweep", [[], ["+sweep=hpo"]], ids=["training", "tuning"])
 @pytest.mark.long
 def test_vpc_kms_isolation_and_retries_reach_the_request_fields(aws, tmp_path, sweep):
-    from bincount.sagemaker.capture import validate
+    from bincount.sagemaker.launch.capture import validate
 
     lines = []
     result = launch_in_process(

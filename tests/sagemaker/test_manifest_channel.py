@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from sm_moto import BUCKET, REGION
 
 from bincount.config import config_dir
-from bincount.sagemaker.launcher import launch
+from bincount.sagemaker.launch.launcher import launch
 
 TINY = [*sm_moto.TINY, "test=false"]
 

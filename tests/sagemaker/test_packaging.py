@@ -109,7 +109,7 @@ needs_pypi = pytest.mark.skipif(
 
 
 def test_the_image_tag_gives_the_wheels_python_torch_and_platform():
-    from bincount.sagemaker.wheels import target_of
+    from bincount.sagemaker.launch.wheels import target_of
 
     t = target_of(AWS_IMAGE.format(region="us-east-1", tag="2.10.0-gpu-py313"))
     assert (t.python, t.torch, t.abi, t.tag) == ("3.13", "2.10.0", "cp313", t.tag)
@@ -128,7 +128,7 @@ def test_the_image_tag_gives_the_wheels_python_torch_and_platform():
 def test_wheels_auto_follows_isolation_and_vpc():
     from omegaconf import OmegaConf
 
-    from bincount.sagemaker.bundle import wants_wheels
+    from bincount.sagemaker.launch.bundle import wants_wheels
 
     def sm(**kw):
         return OmegaConf.create(kw)
@@ -146,7 +146,7 @@ def test_wheels_auto_follows_isolation_and_vpc():
 
 
 def test_the_closure_uses_the_targets_markers_and_stops_at_the_images_torch():
-    from bincount.sagemaker.wheels import Target, closure
+    from bincount.sagemaker.launch.wheels import Target, closure
 
     requires = {
         "a": ['b; python_version < "3.12"', 'c; python_version >= "3.12"', "torch", "d[x]"],
@@ -192,7 +192,7 @@ def test_the_bundle_resolves_for_the_real_images_python_and_refuses_a_pin_withou
     a cp313 manylinux wheel (antlr4-python3-runtime, sdist-only, is built here as py3-none-any)
     and nothing of the image's torch is bundled; a pin with neither (PyYAML 6.0.1 has no cp313
     wheel and a C extension) stops the launch with its name."""
-    from bincount.sagemaker import bundle, wheels
+    from bincount.sagemaker.launch import bundle, wheels
 
     monkeypatch.setenv("BINCOUNT_CACHE_DIR", str(tmp_path / "cache"))
     target = wheels.target_of(AWS_IMAGE.format(region="us-east-1", tag="2.10.0-gpu-py313"))
@@ -232,7 +232,7 @@ def test_an_isolated_job_installs_from_its_bundle_with_no_index_and_trains(
     from hydra import compose, initialize_config_dir
 
     from bincount.config import config_dir
-    from bincount.sagemaker.launcher import launch
+    from bincount.sagemaker.launch.launcher import launch
 
     monkeypatch.setenv("BINCOUNT_CACHE_DIR", str(tmp_path / "cache"))
     import torch

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from bincount.sagemaker import prices
+from bincount.sagemaker.launch import prices
 
 
 def product(instance: str, component: str, usd: str, region: str = "eu-west-1") -> str:

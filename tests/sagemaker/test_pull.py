@@ -20,8 +20,8 @@ from bincount.cli import main as cli
 from bincount.config import config_dir, project_root
 from bincount.logged_metrics import EPOCH, TEST
 from bincount.reports import compare
-from bincount.sagemaker.launcher import launch
-from bincount.sagemaker.pull import RECORD, pull
+from bincount.sagemaker.launch.launcher import launch
+from bincount.sagemaker.launch.pull import RECORD, pull
 
 BASE, TINY = sm_moto.BASE, sm_moto.TINY
 

@@ -1,4 +1,4 @@
-"""One region rule (bincount.sagemaker.region) with a real boto3 reading a real AWS config
+"""One region rule (bincount.sagemaker.launch.region) with a real boto3 reading a real AWS config
 file, and the four commands that use it: the launcher, deploy, predict --endpoint, cleanup."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sm_moto import aws_env
 
 from bincount import cli
 from bincount.errors import BincountError
-from bincount.sagemaker import cleanup, deploy, region, spec
+from bincount.sagemaker.launch import cleanup, deploy, region, spec
 
 AWS_VARS = (
     "AWS_REGION",

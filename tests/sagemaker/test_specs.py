@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from bincount.config import config_dir, project_root
 from bincount.errors import BincountError
-from bincount.sagemaker import bundle, hpo, overrides, prices, spec
+from bincount.sagemaker.launch import bundle, hpo, overrides, prices, spec
 
 
 def compose_launch(*overrides):
@@ -61,7 +61,7 @@ def test_bundle_takes_code_and_configs_only(tmp_path):
     src = project_root()
     for name in (
         "src/bincount/__init__.py",
-        "src/bincount/train.py",
+        "src/bincount/training/runner.py",
         "conf/train.yaml",
         "train.py",
     ):
@@ -83,7 +83,7 @@ def test_bundle_takes_code_and_configs_only(tmp_path):
     built = bundle.build(root, tmp_path / "bundle")
     assert set(built.files) == {
         "src/bincount/__init__.py",
-        "src/bincount/train.py",
+        "src/bincount/training/runner.py",
         "conf/train.yaml",
         "train.py",
         "requirements.txt",
@@ -105,12 +105,10 @@ def test_bundle_takes_code_and_configs_only(tmp_path):
 def test_launch_side_imports_neither_torch_nor_models_nor_the_sdk():
     code = (
         "import sys\n"
-        "import bincount.sagemaker.launcher, bincount.sagemaker.deploy, "
-        "bincount.sagemaker.cleanup, bincount.commands.cleanup\n"
-        "import bincount.sagemaker.spec, bincount.sagemaker.submit, bincount.sagemaker.capture, "
-        "bincount.sagemaker.hpo, bincount.sagemaker.prices, bincount.sagemaker.bundle, "
-        "bincount.sagemaker.overrides, bincount.sagemaker.region, bincount.sagemaker.tags, "
-        "bincount.sagemaker.channels\n"
+        "import importlib, pkgutil, bincount.commands.cleanup\n"
+        "import bincount.sagemaker.launch as launch\n"
+        "for m in pkgutil.iter_modules(launch.__path__):\n"
+        "    importlib.import_module(f'bincount.sagemaker.launch.{m.name}')\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'sagemaker', "
         "'pytorch_lightning') or m.startswith(('bincount.models', 'bincount.training', "
         "'bincount.sagemaker.container'))]\n"

@@ -1,58 +1,17 @@
-"""Fixtures of the serving tests: a calibrated copy of the session's trained run, its ONNX
-export, a real server on 127.0.0.1 in front of it, and real (and broken) image bytes."""
+"""Fixtures of the serving tests: a real server on 127.0.0.1 in front of the calibrated run
+(`served_run`, tests/conftest.py), and broken image bytes."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import shutil
-import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 from images import bomb_jpeg
 
-from bincount import calibration, cli, export, inference
+from bincount import inference
 from bincount.serving.server import make_server
-
-PHOTO = "01843"  # the reference project's test image: 3 objects
-
-
-@pytest.fixture(scope="session")
-def served_run(trained_run, tmp_path_factory) -> Path:
-    """A copy of the trained run (best.ckpt, config.yaml, metrics.json), calibrated and exported
-    to ONNX; the shared trained run stays untouched."""
-    run = tmp_path_factory.mktemp("served") / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    shutil.copy(trained_run / "checkpoints" / "best.ckpt", run / "checkpoints")
-    for name in ("config.yaml", "metrics.json"):
-        shutil.copy(trained_run / name, run)
-    calibration.calibrate(run)
-    export.export_onnx(run)
-    return run
-
-
-@pytest.fixture(scope="session")
-def torch_model(served_run) -> inference.Model:
-    return inference.model_fn(served_run, backend="torch")
-
-
-@pytest.fixture(scope="session")
-def onnx_model(served_run) -> inference.Model:
-    return inference.model_fn(served_run, backend="onnx")
-
-
-@pytest.fixture(scope="session")
-def photo(abid) -> bytes:
-    return (abid / "bin-images" / f"{PHOTO}.jpg").read_bytes()
-
-
-@pytest.fixture(scope="session")
-def photos(abid) -> list[Path]:
-    """12 real photos spread over the mirror."""
-    paths = sorted((abid / "bin-images").glob("*.jpg"))
-    return paths[:: max(1, len(paths) // 12)][:12]
 
 
 class Server:
@@ -113,16 +72,3 @@ def onnx_server(onnx_model):
 def make_bomb(photo):
     """make_bomb(side) -> the real photo claiming side x side pixels in its frame header."""
     return lambda side: bomb_jpeg(photo, side, side)
-
-
-@pytest.fixture
-def bincount(capsys):
-    """bincount(*args) -> (exit code, stdout, stderr), as the console script would give."""
-
-    def run(*args):
-        capsys.readouterr()
-        code = cli.main([str(a) for a in args])
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return run

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bincount import inference, jsonsafe, orders
+from bincount import inference, jsonsafe
 from bincount.errors import BincountError
 from bincount.serving.app import create_app, custom_attributes
+from bincount.verify import orders
 
 FUZZ = settings(
     derandomize=True,

@@ -18,9 +18,9 @@ def register(sub) -> dict:
 
 
 def run(args) -> int:
-    from bincount.calibration import calibrate
     from bincount.errors import BincountError
     from bincount.fileio import check_input
+    from bincount.verify.calibration import calibrate
 
     check_input(args.run, "MODEL", folder_ok=True)
     verify = {}

@@ -53,7 +53,7 @@ def register(subparsers) -> dict:
 
 
 def _found(sm, args) -> tuple[list, list]:
-    from bincount.sagemaker import cleanup
+    from bincount.sagemaker.launch import cleanup
 
     if args.endpoint:
         return cleanup.endpoint_resources(sm, args.endpoint)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from bincount.errors import BincountError
-    from bincount.sagemaker import cleanup
+    from bincount.sagemaker.launch import cleanup
 
     sm = cleanup.client(args.region)
     try:

@@ -38,7 +38,7 @@ def register(sub) -> dict:
 
 
 def run(args) -> int:
-    from bincount.sagemaker.deploy import deploy
+    from bincount.sagemaker.launch.deploy import deploy
     from bincount.settings import settings
 
     out = deploy(
@@ -67,7 +67,7 @@ def run(args) -> int:
 def _print_dry_run(out: dict) -> int:
     import json
 
-    from bincount.sagemaker.capture import validate
+    from bincount.sagemaker.launch.capture import validate
 
     print(f"dry run: endpoint {out['endpoint']} (captured in botocore, nothing sent)")
     print(json.dumps(out["requests"], indent=2, default=str))

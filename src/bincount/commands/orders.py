@@ -58,14 +58,14 @@ def register(sub) -> dict:
 
 
 def run_orders(args) -> int:
-    from bincount import order_check
     from bincount.errors import BincountError
     from bincount.fileio import check_output
+    from bincount.verify import check
 
     if not 0.0 <= args.mismatch_rate <= 1.0:
         raise BincountError(f"--mismatch-rate {args.mismatch_rate} must be between 0 and 1")
     check_output(args.output, "-o")
-    paths, pairs = order_check.write_stream(
+    paths, pairs = check.write_stream(
         Path(args.run), args.split, Path(args.output), args.mismatch_rate, args.seed
     )
     wrong = sum(t.wrong for _, t in pairs)
@@ -74,9 +74,9 @@ def run_orders(args) -> int:
 
 
 def run_verify(args) -> int:
-    from bincount import order_check, orders
     from bincount.errors import BincountError
     from bincount.fileio import check_input, check_output
+    from bincount.verify import check, orders
 
     if args.batch_size < 1:
         raise BincountError(f"--batch-size {args.batch_size} must be at least 1")
@@ -85,12 +85,12 @@ def run_verify(args) -> int:
         raise BincountError(f"--truth {truth} does not exist")
     check_output(args.output, "-o")  # before the model loads
     check_input(args.model, "MODEL", folder_ok=True)
-    rows = order_check.verify(
+    rows = check.verify(
         args.model, Path(args.orders), Path(args.output), args.backend, args.batch_size
     )
     print(f"verified {len(rows)} orders -> {args.output}")
     if args.truth or truth.is_file():
-        _print_table(order_check.score(rows, orders.read_truth(truth)))
+        _print_table(check.score(rows, orders.read_truth(truth)))
     return 0
 
 

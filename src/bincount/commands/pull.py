@@ -45,8 +45,8 @@ def run(args) -> int:
     import logging
     from pathlib import Path
 
-    from bincount.sagemaker import pull
-    from bincount.sagemaker.region import resolve
+    from bincount.sagemaker.launch import pull
+    from bincount.sagemaker.launch.region import resolve
 
     for noisy in ("botocore", "boto3"):  # "Found credentials in environment variables."
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -12,62 +12,57 @@ package is packed into the model archive with `bincount`, behind `code/inference
   confidence and, when an expected quantity is given, a verdict (`match`, `mismatch`, `unsure`).
 - `output_fn(prediction, accept)` (requests.py): JSON.
 
-Importing this package never imports pytorch_lightning.
+Importing this package never imports pytorch_lightning, and imports torch only when one of its
+names is first used (`bincount.inference.verdicts`, numpy only, stays torch-free).
 """
 
-from bincount.inference.loading import (
-    CALIBRATION,
-    ONNX_META,
-    Model,
-    file_version,
-    load_net,
-    model_fn,
-    resolve,
-    run_folder,
-)
-from bincount.inference.predict import predict_fn, probabilities
-from bincount.inference.requests import (
-    IMAGE_FORMATS,
-    IMAGE_TYPES,
-    JSON_TYPE,
-    InputError,
-    Request,
-    check_accept,
-    check_budget,
-    check_image,
-    decode_image,
-    image_size,
-    input_fn,
-    output_fn,
-    parse_expected,
-    with_expected,
-)
-from bincount.settings import settings
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "CALIBRATION",
-    "IMAGE_FORMATS",
-    "IMAGE_TYPES",
-    "JSON_TYPE",
-    "ONNX_META",
-    "InputError",
-    "Model",
-    "Request",
-    "check_accept",
-    "check_budget",
-    "check_image",
-    "decode_image",
-    "file_version",
-    "image_size",
-    "input_fn",
-    "load_net",
-    "model_fn",
-    "output_fn",
-    "parse_expected",
-    "predict_fn",
-    "probabilities",
-    "resolve",
-    "run_folder",
-    "settings",
-    "with_expected",
-]
+if TYPE_CHECKING:  # import-linter counts these: the package's graph is its submodules'
+    from bincount.inference import loading, predict, requests  # noqa: F401
+
+#: each public name and the submodule that defines it (imported on first use)
+_NAMES = {
+    "loading": [
+        "CALIBRATION",
+        "ONNX_META",
+        "Model",
+        "file_version",
+        "load_net",
+        "model_fn",
+        "resolve",
+        "run_folder",
+    ],
+    "predict": ["predict_fn", "probabilities"],
+    "requests": [
+        "IMAGE_FORMATS",
+        "IMAGE_TYPES",
+        "JSON_TYPE",
+        "InputError",
+        "Request",
+        "check_accept",
+        "check_budget",
+        "check_image",
+        "decode_image",
+        "image_size",
+        "input_fn",
+        "output_fn",
+        "parse_expected",
+        "with_expected",
+    ],
+}
+_WHERE = {name: module for module, names in _NAMES.items() for name in names}
+__all__ = sorted([*_WHERE, "settings"])
+
+
+def __getattr__(name: str):
+    if name == "settings":
+        from bincount.settings import settings
+
+        return settings
+    if name in _WHERE:
+        value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

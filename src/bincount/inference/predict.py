@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bincount import verification
+from bincount.inference import verdicts
 from bincount.inference.loading import Model
 from bincount.inference.requests import Request, decode_image
 
@@ -39,7 +39,7 @@ def predict_fn(request: Request, model: Model) -> dict:
             "confidence": round(float(p[best]), 6),
         }
         if expected is not None:
-            answer.update(verification.verdict(expected, p, model.counts, model.thresholds))
+            answer.update(verdicts.verdict(expected, p, model.counts, model.thresholds))
         answers.append(answer)
     model_info = {k: model.info[k] for k in ("name", "version", "backend", "calibrated")}
     if request.batch:

@@ -117,7 +117,7 @@ def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Pa
         raise BincountError(f"--split {split}: use one of {', '.join(SPLITS)}")
     run = run_of(ckpt)
     if data is None:
-        from bincount.evalset import split_items
+        from bincount.reports.evalset import split_items
 
         if split == "all":
             return [it for s in SPLITS[:3] for it in split_items(run, s)]
@@ -171,7 +171,7 @@ def set_prior(module, ckpt: Path, prior: str) -> None:
     module.prior = prior
     train_counts = module.train_counts
     if prior == "uniform" and train_counts is None:
-        from bincount.evalset import split_items
+        from bincount.reports.evalset import split_items
 
         train = [c for _, c in split_items(run_of(ckpt), "train")]
         train_counts = [train.count(c) for c in module.counts]

@@ -3,7 +3,8 @@
 `python train.py experiment=head_sweep [lr=... batch_size=...]` (or `-m` over a grid or
 `+sweep=hpo hydra/sweeper=optuna`) selects `runner=head_only`, this instead of the Lightning
 loop: the backbone is
-frozen, so its features are computed once (`bincount.features`, cached for every later trial)
+frozen, so its features are computed once (`bincount.training.features`, cached for every
+later trial)
 and only the head (the classifier and the count head) trains, with the run's optimizer,
 scheduler, label smoothing, dropout, epochs, batch size and seed. Each epoch is validated and
 the best epoch by `val/acc` is kept, like the Lightning run's best checkpoint.
@@ -27,10 +28,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from bincount import features, rundir
+from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_text
 from bincount.models.metrics import CountMetrics
+from bincount.training import features
 from bincount.training.hydra import instantiate
 
 log = logging.getLogger("bincount")

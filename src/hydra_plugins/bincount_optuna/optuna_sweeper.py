@@ -3,7 +3,7 @@
     python train.py -m +sweep=hpo hydra/sweeper=optuna [sweep.max_trials=8] [OVERRIDES]
 
 The space, objective direction, trial count, strategy and seed come from the `sweep` node
-(conf/sweep/hpo.yaml, checked by `bincount.sagemaker.hpo.space`, which the SageMaker tuner
+(conf/sweep/hpo.yaml, checked by `bincount.sagemaker.launch.hpo.space`, which the SageMaker tuner
 reads too). Each trial is one `train()` (Hydra job, numbered subfolder of the sweep folder)
 whose return value is the objective. Plain overrides on the command line apply to every trial.
 Trials run one after another on Hydra's launcher; a failed trial is recorded as failed and the
@@ -149,7 +149,7 @@ class BincountOptunaSweeper(Sweeper):
         import optuna
 
         from bincount.errors import BincountError
-        from bincount.sagemaker.hpo import space as read_space
+        from bincount.sagemaker.launch.hpo import space as read_space
 
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None

@@ -1,5 +1,6 @@
 """The container side: SageMaker's `--key value` hyperparameters and SM_* environment -> the
-same `bincount.train.train(cfg)` as `python train.py`, then the run folder into SM_MODEL_DIR.
+same `bincount.training.runner.train(cfg)` as `python train.py`, then the run folder into
+SM_MODEL_DIR.
 
 What SageMaker gives, and what it becomes:
 - hyperparameters `--bincount_overrides <JSON> --lr 0.01` -> the overrides in the JSON, then
@@ -39,10 +40,15 @@ from pathlib import Path
 from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_copy, atomic_write_json
-from bincount.sagemaker.channels import CHANNELS_ENV, LISTED_ENV, WEIGHTS_CHANNEL, WEIGHTS_ENV
 from bincount.sagemaker.container import failure, trackers
-from bincount.sagemaker.overrides import to_overrides
-from bincount.sagemaker.spec import CHECKPOINT_ENV, DATA_CHANNEL, refuse_ensemble
+from bincount.sagemaker.launch.channels import (
+    CHANNELS_ENV,
+    LISTED_ENV,
+    WEIGHTS_CHANNEL,
+    WEIGHTS_ENV,
+)
+from bincount.sagemaker.launch.overrides import to_overrides
+from bincount.sagemaker.launch.spec import CHECKPOINT_ENV, DATA_CHANNEL, refuse_ensemble
 
 log = logging.getLogger("bincount")
 DEFAULT_MASTER_PORT = "29500"
@@ -405,7 +411,7 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> float:
         topology.accelerator,
         topology.world_size,
     )
-    from bincount.train import train
+    from bincount.training.runner import train
 
     objective = train(cfg)
     if topology.global_rank(os.environ) == 0:

@@ -2,8 +2,8 @@
 
 One number T divides the logits: it keeps every prediction (the argmax) and makes the
 probabilities honest (`ece`: the expected calibration error, the gap between confidence and
-accuracy). `calibrate(run)` also chooses the verdict thresholds of `bincount.verification`,
-fits the order-aware verifier of `bincount.order_verifier` on the validation photos' order
+accuracy). `calibrate(run)` also chooses the verdict thresholds of `bincount.inference.verdicts`,
+fits the order-aware verifier of `bincount.verify.order_model` on the validation photos' order
 stream, and writes all of it to `<run>/calibration.json`, which serving, prediction and
 `bincount verify` then use.
 """
@@ -16,10 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bincount import evalset, inference, order_check, verification
+from bincount import inference
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json
+from bincount.inference import verdicts
+from bincount.reports import evalset
 from bincount.settings import settings
+from bincount.verify import check
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def calibrate(run: Path, verify: dict | None = None) -> dict:
     t = fit_temperature(logits, labels)
     before, after = softmax(logits), softmax(logits, t)
     bins = int(verify["ece_bins"])
-    chosen = verification.choose_thresholds(
+    chosen = verdicts.choose_thresholds(
         after,
         labels,
         float(verify["target_precision"]),
@@ -116,7 +119,7 @@ def calibrate(run: Path, verify: dict | None = None) -> dict:
         "thresholds": {k: chosen[k] for k in ("mismatch_below", "match_at_least")},
         "verify": verify,
         "validation": chosen["validation"],
-        "orders": order_check.fit_verifier([p for p, _ in items], after, model.counts, verify),
+        "orders": check.fit_verifier([p for p, _ in items], after, model.counts, verify),
     }
     atomic_write_json(run / inference.CALIBRATION, result)
     return result

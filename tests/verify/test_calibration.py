@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from bincount import calibration, verification
+from bincount.inference import verdicts
+from bincount.verify import calibration
 
 
 def overconfident(n=4000, k=5, temperature=3.0, seed=0):
@@ -40,26 +41,26 @@ def test_ece_is_zero_for_perfect_confident_answers():
 def test_thresholds_reach_the_target_precision_on_their_own_orders():
     logits, labels = overconfident(temperature=1.0, seed=1)
     probs = calibration.softmax(logits)
-    chosen = verification.choose_thresholds(probs, labels, 0.9, 0.95, 0.2)
+    chosen = verdicts.choose_thresholds(probs, labels, 0.9, 0.95, 0.2)
     v = chosen["validation"]
     assert v["mismatch_precision"] >= 0.9
     assert v["match_precision"] >= 0.95
     assert chosen["mismatch_below"] <= chosen["match_at_least"]
     # a stricter target flags fewer
-    strict = verification.choose_thresholds(probs, labels, 0.99, 0.95, 0.2)
+    strict = verdicts.choose_thresholds(probs, labels, 0.99, 0.95, 0.2)
     assert strict["mismatch_below"] <= chosen["mismatch_below"]
 
 
 def test_unreachable_target_never_flags():
     probs = np.full((50, 3), 1 / 3)  # a model that knows nothing
     labels = np.arange(50) % 3
-    chosen = verification.choose_thresholds(probs, labels, 0.9, 0.95, 0.2)
+    chosen = verdicts.choose_thresholds(probs, labels, 0.9, 0.95, 0.2)
     assert chosen["mismatch_below"] == 0.0
-    assert verification.verdict(2, probs[0], [1, 2, 3], chosen)["verdict"] == "unsure"
+    assert verdicts.verdict(2, probs[0], [1, 2, 3], chosen)["verdict"] == "unsure"
 
 
 def test_evaluate_counts_precision_and_unsure():
-    table = verification.evaluate(
+    table = verdicts.evaluate(
         ["mismatch", "mismatch", "match", "unsure"], [True, False, False, True]
     )
     assert table["mismatch_precision"] == 0.5

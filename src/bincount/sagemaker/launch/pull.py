@@ -24,7 +24,7 @@ from pathlib import Path
 from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json
-from bincount.sagemaker.overrides import to_overrides
+from bincount.sagemaker.launch.overrides import to_overrides
 
 RECORD = "sagemaker.json"  # in each run folder: the trial's SageMaker record
 SUMMARY = "pull.json"  # in a tuning job's folder: every trial and the best

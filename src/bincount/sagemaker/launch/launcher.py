@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from bincount.config import project_root
 from bincount.fileio import atomic_write_json
-from bincount.sagemaker import bundle, capture, overrides, spec, wheels
+from bincount.sagemaker.launch import bundle, capture, overrides, spec, wheels
 
 
 @dataclass
@@ -61,7 +61,7 @@ def launch(
     run_dir: Path,
     echo: Callable[[str], None] = print,
 ) -> Launch:
-    from bincount.sagemaker.submit import sdk_installed, submit
+    from bincount.sagemaker.launch.submit import sdk_installed, submit
 
     sdk_installed()  # one clear line without the extra, before anything else
     run_dir = Path(run_dir)
@@ -112,7 +112,7 @@ def launch(
         return Launch(job, requests, built, None)
     record["job_name"] = name
     atomic_write_json(run_dir / "requests.json", record)
-    from bincount.sagemaker.submit import console_url, logs_command
+    from bincount.sagemaker.launch.submit import console_url, logs_command
 
     echo(f"submitted {kind} {name}")
     echo(f"  console: {console_url(job.region, name, bool(job.space))}")

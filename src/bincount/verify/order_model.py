@@ -6,7 +6,7 @@ likely the stated total is under the photo's count distribution, how far the exp
 from it, and what the stated lines say: number of products, volume, weight) to P(order is
 right). It is fitted by `fit` on orders built from the validation split's metadata (several
 draws of the stream, a share of them wrong), and its two thresholds are chosen there like the
-photo-only ones (`verification.thresholds_for`): `mismatch` when P(right) < `mismatch_below`,
+photo-only ones (`verdicts.thresholds_for`): `mismatch` when P(right) < `mismatch_below`,
 `match` when P(right) >= `match_at_least`. numpy only.
 """
 
@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from bincount import verification
 from bincount.errors import BincountError
-from bincount.orders import Order
+from bincount.inference import verdicts
+from bincount.verify.orders import Order
 
 FEATURES = (
     "log_p_total",
@@ -104,8 +104,8 @@ def fit(x: np.ndarray, wrong: np.ndarray, target_precision: float, match_precisi
             "(use an error rate between 0 and 1 and more photos)"
         )
     model = {"features": list(FEATURES), **fit_logistic(np.asarray(x), (~wrong).astype(float))}
-    orders = verification.Orders(p_right(model, x), wrong, np.ones(len(wrong)))
-    chosen = verification.thresholds_for(orders, target_precision, match_precision)
+    orders = verdicts.Orders(p_right(model, x), wrong, np.ones(len(wrong)))
+    chosen = verdicts.thresholds_for(orders, target_precision, match_precision)
     return {**model, **chosen}
 
 

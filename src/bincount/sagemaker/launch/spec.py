@@ -19,11 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from bincount.data.layout import is_s3_uri
 from bincount.errors import BincountError
-from bincount.sagemaker import channels as channel_plans
-from bincount.sagemaker import hpo, overrides, prices
-from bincount.sagemaker import region as regions
-from bincount.sagemaker.hpo import metric_definitions
-from bincount.sagemaker.tags import project_tags
+from bincount.sagemaker.launch import channels as channel_plans
+from bincount.sagemaker.launch import hpo, overrides, prices
+from bincount.sagemaker.launch import region as regions
+from bincount.sagemaker.launch.hpo import metric_definitions
+from bincount.sagemaker.launch.tags import project_tags
 
 ENTRY_SCRIPT = "sagemaker_entry.py"
 DATA_CHANNEL = channel_plans.DATA_CHANNEL

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from bincount import rundir
 from bincount.errors import BincountError
-from bincount.sagemaker import region as regions
-from bincount.sagemaker.tags import project_tags
+from bincount.sagemaker.launch import region as regions
+from bincount.sagemaker.launch.tags import project_tags
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def deploy(
     account = endpoint_account(settings)
     recorder = None
     if dry_run:
-        from bincount.sagemaker.capture import Capture
+        from bincount.sagemaker.launch.capture import Capture
 
         recorder = Capture(dry_run=True, bucket=bucket)
     sm = sagemaker_session(region, recorder)
@@ -297,7 +297,7 @@ def endpoint_account(settings: dict) -> dict:
     checks sagemaker.vpc and kms_key."""
     from omegaconf import OmegaConf
 
-    from bincount.sagemaker.spec import account_settings
+    from bincount.sagemaker.launch.spec import account_settings
 
     node = OmegaConf.create(
         {

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from bincount.errors import BincountError
-from bincount.sagemaker import channels
-from bincount.sagemaker.capture import Capture, Stopped
-from bincount.sagemaker.spec import ENTRY_SCRIPT, JobSpec
+from bincount.sagemaker.launch import channels
+from bincount.sagemaker.launch.capture import Capture, Stopped
+from bincount.sagemaker.launch.spec import ENTRY_SCRIPT, JobSpec
 
 log = logging.getLogger("bincount")
 
@@ -292,7 +292,7 @@ def parameter_ranges(spec: JobSpec) -> dict:
         IntegerParameter,
     )
 
-    from bincount.sagemaker.overrides import tuned_name
+    from bincount.sagemaker.launch.overrides import tuned_name
 
     out = {}
     for p in spec.space.params:

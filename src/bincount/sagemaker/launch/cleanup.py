@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bincount.errors import BincountError
-from bincount.sagemaker.tags import PROJECT_TAG_KEY, PROJECT_TAG_VALUE, is_project
+from bincount.sagemaker.launch.tags import PROJECT_TAG_KEY, PROJECT_TAG_VALUE, is_project
 
 # Stopped or deleted in this order: what runs and what costs first, then what it was built from.
 KINDS = ("tuning-job", "training-job", "endpoint", "endpoint-config", "model", "s3-prefix")
@@ -42,7 +42,7 @@ def client(region: str | None = None, service: str = "sagemaker"):
     import boto3
     from botocore.exceptions import BotoCoreError
 
-    from bincount.sagemaker.region import endpoint_region
+    from bincount.sagemaker.launch.region import endpoint_region
 
     region = endpoint_region(region)
     try:

@@ -1,7 +1,7 @@
 """Orders against a model: a split's order stream, the order verifier fitted on validation
 orders, and the verdicts (photo-only and order-aware) on an order file, scored when its
 answer key is given. The verdicts themselves are computed from the photo and the stated order
-alone (`order_verifier.answer`, `verification.verdict`); the truth is read only to score them.
+alone (`order_model.answer`, `verdicts.verdict`); the truth is read only to score them.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bincount import evalset, inference, order_verifier, orders, verification
+from bincount import inference
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_text, read_input
+from bincount.inference import verdicts
+from bincount.reports import evalset
+from bincount.verify import order_model, orders
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +74,12 @@ def fit_verifier(paths: list[Path], probs: np.ndarray, counts: list[int], verify
     x, wrong = [], []
     for r in range(REPEATS):
         for order, truth in orders.stream(bins, rate, seed=r, prefix=f"val{r}"):
-            x.append(order_verifier.features(probs[row[order.image]], counts, order))
+            x.append(order_model.features(probs[row[order.image]], counts, order))
             wrong.append(truth.wrong)
     if all(wrong) or not any(wrong):
         log.warning("the validation orders are all right or all wrong: no order verifier")
         return None
-    verifier = order_verifier.fit(
+    verifier = order_model.fit(
         np.asarray(x),
         np.asarray(wrong),
         float(verify["target_precision"]),
@@ -130,8 +133,8 @@ def verify(model_path, orders_path: Path, output: Path, backend=None, batch: int
     probs = _probabilities(model, stated, batch)
     rows = []
     for order, p in zip(stated, probs, strict=True):
-        photo = verification.verdict(order.total, p, model.counts, model.thresholds)
-        aware = order_verifier.answer(verifier, p, model.counts, order)
+        photo = verdicts.verdict(order.total, p, model.counts, model.thresholds)
+        aware = order_model.answer(verifier, p, model.counts, order)
         rows.append(
             {
                 "id": order.id,
@@ -162,7 +165,7 @@ def score(rows: list[dict], truth: dict[str, orders.Truth]) -> dict:
         ("photo-only", "photo_verdict", "p_expected"),
         ("order-aware", "verdict", "p_match"),
     ):
-        t = verification.evaluate([r[key] for r in rows], list(wrong))
+        t = verdicts.evaluate([r[key] for r in rows], list(wrong))
         t["decided"] = round(1.0 - t["share_unsure"], 4)
         q = np.asarray([r[p] or 0.0 for r in rows])
         t["ece"] = round(_ece(q, ~wrong), 4)

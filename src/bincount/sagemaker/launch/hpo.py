@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bincount import logged_metrics
 from bincount.errors import BincountError
-from bincount.sagemaker.overrides import tuned_name
+from bincount.sagemaker.launch.overrides import tuned_name
 
 STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "grid": "Grid"}
 DIRECTIONS = {"maximize": "Maximize", "minimize": "Minimize"}

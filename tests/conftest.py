@@ -22,7 +22,7 @@ ABID = Path(os.environ.get("BINCOUNT_ABID", ROOT.parent / "shared" / "abid"))
 
 # Tests never reach a model hub: the offline check must fail fast and the same way everywhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
-# ... nor AWS's Price List API (cost estimates use the table; tests/sagemaker/test_prices.py
+# ... nor AWS's Price List API (cost estimates use the table; tests/sagemaker/launch/test_prices.py
 # tests the API's path on a real-shaped answer).
 os.environ["BINCOUNT_PRICES"] = "table"
 

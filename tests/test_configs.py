@@ -10,7 +10,7 @@ from bincount.config import config_dir
 GROUPS = sorted(
     d.name
     for d in config_dir().iterdir()
-    # sagemaker: a group of conf/launch.yaml (tests/sagemaker/test_specs.py composes it there)
+    # sagemaker: a group of conf/launch.yaml (tests/sagemaker/launch/test_spec.py composes it there)
     if d.is_dir() and d.name not in ("hydra", "sweep", "sagemaker")
 )
 

@@ -100,6 +100,6 @@ def test_two_trial_hosts_without_torchrun_train_disjoint_shards_to_the_same_weig
     assert first["global_step"] == second["global_step"] > 0
     # Only the first host writes the model. (Lightning gives every rank the first rank's
     # checkpoint folder; on one machine the two hosts share it, so each host writing its own copy,
-    # MultiHostDDP, is checked in test_bridge_units.py.)
+    # MultiHostDDP, is checked in container/test_bridge.py.)
     assert (tmp_path / "algo-1/model/checkpoints/best.ckpt").is_file()
     assert not (tmp_path / "algo-2/model").exists()

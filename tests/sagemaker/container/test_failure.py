@@ -104,7 +104,7 @@ def test_the_failure_reason_names_the_innermost_error_and_the_override(tmp_path)
     lines = text.splitlines()
     assert lines[0].startswith("TypeError: Trainer.__init__() got an unexpected keyword")
     assert lines[1] == "caused by the override +trainer.bogus_arg=1"
-    assert lines[2].startswith("at test_failures.py:") and "in trainer" in lines[2]
+    assert lines[2].startswith("at test_failure.py:") and "in trainer" in lines[2]
     assert lines[3] == "(raised as RuntimeError)"
     assert failure.describe(BincountError("no data"), []) == "bincount: no data"
     assert failure.write(ValueError("x"), [], {}) is None  # outside SageMaker: nothing

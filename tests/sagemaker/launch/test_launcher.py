@@ -317,7 +317,7 @@ ACCOUNT = [
     f"sagemaker.kms_key={KEY}",
     "sagemaker.network_isolation=true",
     "sagemaker.retries=3",
-    # the offline wheels (on by default with isolation) are tests/sagemaker/test_packaging.py's
+    # the offline wheels (on by default with isolation): launch/test_packaging.py
     "sagemaker.bundle.wheels=false",
 ]
 

@@ -122,14 +122,11 @@ def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Pa
         if split == "all":
             return [it for s in SPLITS[:3] for it in split_items(run, s)]
         return split_items(run, split)
-    from omegaconf import OmegaConf
-
     from bincount.data.datamodule import BinDataModule
 
-    spec = {}
-    if rundir.config_path(run).is_file():
-        data_cfg = OmegaConf.load(rundir.config_path(run)).get("data") or {}
-        spec = {k: data_cfg[k] for k in ("split", "seed") if k in data_cfg}
+    config = rundir.read_config(run)
+    data_cfg = (config.get("data") if config is not None else None) or {}
+    spec = {k: data_cfg[k] for k in ("split", "seed") if k in data_cfg}
     dm = BinDataModule(source=data, cache_dir=str(cache), counts=counts, **spec)
     dm.setup()
     chosen = SPLITS[:3] if split == "all" else (split,)

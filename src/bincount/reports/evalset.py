@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hydra.utils import instantiate
-
 from bincount import rundir
+from bincount.config import instantiate
 from bincount.errors import BincountError
 
 log = logging.getLogger(__name__)

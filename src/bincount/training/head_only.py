@@ -29,11 +29,11 @@ import torch
 from omegaconf import DictConfig
 
 from bincount import rundir
+from bincount.config import instantiate
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_text
 from bincount.models.metrics import CountMetrics
 from bincount.training import features
-from bincount.training.hydra import instantiate
 
 log = logging.getLogger("bincount")
 

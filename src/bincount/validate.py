@@ -375,6 +375,21 @@ def _fail(cfg: DictConfig, key: str, value, problem: str, rule) -> BincountError
     return BincountError(f"{shown}={value_text} {problem}{hint}")
 
 
+def check_setting(key: str, value, name: str | None = None, hint: str | None = None) -> None:
+    """BincountError (one line) when `value` breaks the rule of the config key `key` (RULES,
+    CHOICES): for a setting given to a library call or a command rather than by the config.
+    `name` and `hint` say it as the caller's user gave it (e.g. `--batch-size`)."""
+    rule = rule_for(key)
+    if rule is None:
+        raise KeyError(f"no rule for {key} in bincount.validate")
+    problem = rule.problem(value)
+    if problem is not None:
+        said = hint or rule.hint
+        raise BincountError(
+            f"{name or key}={_text(value)} {problem}" + (f": set {said}" if said else "")
+        )
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """BincountError (one line) for the first user setting that is out of range or unknown."""
     keys = _leaves(cfg)

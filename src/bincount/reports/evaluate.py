@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from bincount import rundir
+from bincount import rundir, validate
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_text
 
@@ -202,8 +202,7 @@ def evaluate(
     """`tta` None keeps each model's own test-time augmentation (model.tta); else overrides it.
     `prior` None keeps each model's own prior over counts (model.prior); else overrides it.
     A list of models is an ensemble: their probabilities are averaged."""
-    if batch_size < 1:
-        raise BincountError(f"--batch-size {batch_size}: use a positive number, e.g. 32")
+    validate.check_setting("batch_size", batch_size, "--batch-size", "--batch-size 32")
     ckpts = [checkpoint_file(m) for m in (model if isinstance(model, list | tuple) else [model])]
     if not ckpts:
         raise BincountError("no model to evaluate: pass a run folder or a checkpoint")

@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from bincount import rundir
+from bincount import rundir, validate
 from bincount.config import instantiate
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_text
@@ -71,8 +71,7 @@ def train_head(
     n = len(train["y"])
     if n == 0:
         raise BincountError("the train split is empty: use more data")
-    if batch_size < 1:
-        raise BincountError(f"batch_size={batch_size} must be at least 1")
+    validate.check_setting("batch_size", batch_size)
     module.train()
     params = [p for p in module.head_parameters() if p.requires_grad]
     factory = module.optimizer_factory

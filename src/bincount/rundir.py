@@ -7,7 +7,7 @@ names through here. Torch-free (omegaconf only when a config is read or written)
                                     val: the kept (best) epoch's figures, best_epoch its
                                     number, last: the last epoch's; identity: name and tags
     <run>/checkpoints/best.ckpt     the checkpoint served (BEST_CKPT); last.ckpt to resume
-    <run>/csv/metrics.csv           per-step/epoch figures (CSV_METRICS)
+    <run>/csv/metrics.csv           per-step/epoch figures (CSV_METRICS, in CSV_DIR)
     <run>/calibration.json          `bincount calibrate`'s thresholds (CALIBRATION)
     <run>/eval/<tag>/               `bincount evaluate`'s results (EVAL)
     <run>/members/<name>/           an ensemble's member runs (MEMBERS)
@@ -29,7 +29,8 @@ BEST = "best.ckpt"
 LAST = "last.ckpt"
 BEST_CKPT = f"{CHECKPOINTS}/{BEST}"
 LAST_CKPT = f"{CHECKPOINTS}/{LAST}"
-CSV_METRICS = "csv/metrics.csv"
+CSV_DIR = "csv"  # Lightning's CSVLogger: conf/logger/csv.yaml (name: csv, version: "")
+CSV_METRICS = f"{CSV_DIR}/metrics.csv"
 CALIBRATION = "calibration.json"
 EVAL = "eval"
 MEMBERS = "members"

@@ -21,7 +21,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bincount import rundir
 
 HYDRA = ".hydra"
-SKIP = {rundir.CHECKPOINTS, "csv", "tensorboard", "wandb", "mlruns", HYDRA, "compare", "onnx"}
+SKIP = {
+    rundir.CHECKPOINTS,
+    rundir.CSV_DIR,
+    "tensorboard",
+    "wandb",
+    "mlruns",
+    HYDRA,
+    "compare",
+    "onnx",
+}
 #: shown when nothing varies, and compared even when no command line names them
 MAIN = ("model.backbone", "model.head", "lr", "batch_size", "data.image_size", "trainer.max_epochs")
 #: keys that say where a run wrote, or how a sweep was driven: never "what varies"

@@ -190,10 +190,16 @@ RULES: dict[str, Rule] = {
         low=0, high=1, hint="a share of the copies in [0, 1], e.g. data.copies_per_epoch=0.5"
     ),
     "callbacks.smooth.decay": Rule(
-        low=0, high=1, high_open=True, hint="a decay in [0, 1), e.g. callbacks.smooth.decay=0.5"
+        low=0,
+        high=1,
+        high_open=True,
+        hint="a decay in [0, 1), e.g. callbacks.smooth.decay=0.5 (the last epoch weighs 1/2, the "
+        "one before 1/4, ...)",
     ),
     "callbacks.swa.start": Rule(
-        low=0, hint="a share of trainer.max_epochs in [0, 1) or an epoch, e.g. 0.5 (second half)"
+        low=0,
+        hint="a share of trainer.max_epochs in [0, 1) or an epoch, e.g. 0.5 (second half) or 3 "
+        "(from the fourth epoch)",
     ),
     "data.train_fraction": Rule(
         low=0, low_open=True, high=1, hint="a share in (0, 1], e.g. data.train_fraction=0.5"

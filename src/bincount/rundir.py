@@ -11,6 +11,7 @@ names through here. Torch-free (omegaconf only when a config is read or written)
     <run>/calibration.json          `bincount calibrate`'s thresholds (CALIBRATION)
     <run>/eval/<tag>/               `bincount evaluate`'s results (EVAL)
     <run>/members/<name>/           an ensemble's member runs (MEMBERS)
+    <run>/onnx/                     `bincount export`'s ONNX model (ONNX_DIR)
     <run>/error.txt                 why a sweep trial failed: one line, then the traceback (ERROR)
 """
 
@@ -34,6 +35,7 @@ CSV_METRICS = f"{CSV_DIR}/metrics.csv"
 CALIBRATION = "calibration.json"
 EVAL = "eval"
 MEMBERS = "members"
+ONNX_DIR = "onnx"  # `bincount export`'s model.onnx (and its calibration.json copy)
 ERROR = "error.txt"
 
 if TYPE_CHECKING:
@@ -70,6 +72,13 @@ def eval_dir(run: Path, tag: str) -> Path:
 
 def member_dir(run: Path, name: str) -> Path:
     return Path(run) / MEMBERS / name
+
+
+def run_folder(model_file: Path) -> Path:
+    """The run folder a checkpoint or an ONNX export belongs to (where config.yaml and
+    calibration.json are): the parent of checkpoints/ or onnx/, else the file's folder."""
+    parent = Path(model_file).parent
+    return parent.parent if parent.name in (CHECKPOINTS, ONNX_DIR) else parent
 
 
 def is_run(folder: Path) -> bool:

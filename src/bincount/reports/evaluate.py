@@ -96,26 +96,20 @@ def load(ckpt: Path):
     return module
 
 
-def run_of(ckpt: Path) -> Path:
-    from bincount.inference import run_folder
-
-    return run_folder(ckpt)
-
-
 def default_output(ev: Evaluation, data: str | None) -> Path:
     """Where the results go without -o: `<run>/eval/<data>-<split>` (`run-<split>` for the
     run's own split; `ensemble-...` for several models, in the first's run)."""
     tag = f"{Path(data).name if data else 'run'}-{ev.split}"
     tag = f"ensemble-{tag}" if ev.members else tag
     tag = f"{tag}-prior-{ev.prior}" if ev.prior else tag
-    return rundir.eval_dir(run_of(ev.checkpoint), tag)
+    return rundir.eval_dir(rundir.run_folder(ev.checkpoint), tag)
 
 
 def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Path) -> list:
     """[(image path, true count)] to evaluate on."""
     if split not in SPLITS:
         raise BincountError(f"--split {split}: use one of {', '.join(SPLITS)}")
-    run = run_of(ckpt)
+    run = rundir.run_folder(ckpt)
     if data is None:
         from bincount.reports.evalset import split_items
 
@@ -170,7 +164,7 @@ def set_prior(module, ckpt: Path, prior: str) -> None:
     if prior == "uniform" and train_counts is None:
         from bincount.reports.evalset import split_items
 
-        train = [c for _, c in split_items(run_of(ckpt), "train")]
+        train = [c for _, c in split_items(rundir.run_folder(ckpt), "train")]
         train_counts = [train.count(c) for c in module.counts]
         log.info("%s: training photos per count %s (its run's train split)", ckpt, train_counts)
     module.set_train_counts(train_counts)
@@ -221,11 +215,18 @@ def evaluate(
             )
     split = split or ("all" if data else "test")
     chosen = items(
-        ckpts[0], counts, data, split, cache or rundir.eval_dir(run_of(ckpts[0]), "cache")
+        ckpts[0],
+        counts,
+        data,
+        split,
+        cache or rundir.eval_dir(rundir.run_folder(ckpts[0]), "cache"),
     )
     if data is None:
         for ckpt in ckpts[1:]:
-            if items(ckpt, counts, None, split, rundir.eval_dir(run_of(ckpt), "cache")) != chosen:
+            if (
+                items(ckpt, counts, None, split, rundir.eval_dir(rundir.run_folder(ckpt), "cache"))
+                != chosen
+            ):
                 raise BincountError(
                     f"{ckpt} was trained on another split than {ckpts[0]}: its {split} images "
                     "differ. Evaluate the ensemble on a folder instead (--data FOLDER), or "

@@ -29,7 +29,7 @@ SKIP = {
     "mlruns",
     HYDRA,
     "compare",
-    "onnx",
+    rundir.ONNX_DIR,
 }
 #: shown when nothing varies, and compared even when no command line names them
 MAIN = ("model.backbone", "model.head", "lr", "batch_size", "data.image_size", "trainer.max_epochs")

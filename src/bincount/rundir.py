@@ -13,6 +13,9 @@ names through here. Torch-free (omegaconf only when a config is read or written)
     <run>/members/<name>/           an ensemble's member runs (MEMBERS)
     <run>/onnx/                     `bincount export`'s ONNX model (ONNX_DIR)
     <run>/error.txt                 why a sweep trial failed: one line, then the traceback (ERROR)
+    <run>/health.json               debug=health's rule verdicts (HEALTH)
+    <run>/grad_norms.csv            debug=health's gradient norms per layer (GRAD_NORMS)
+    <run>/profile.json              debug=profile's summary (PROFILE)
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ EVAL = "eval"
 MEMBERS = "members"
 ONNX_DIR = "onnx"  # `bincount export`'s model.onnx (and its calibration.json copy)
 ERROR = "error.txt"
+HEALTH = "health.json"  # debug=health: the rules' verdicts (bincount.callbacks.health)
+GRAD_NORMS = "grad_norms.csv"  # debug=health: per-layer gradient norms
+PROFILE = "profile.json"  # debug=profile: the step profiler's summary
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig

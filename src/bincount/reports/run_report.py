@@ -24,9 +24,9 @@ from bincount.reports import run_plots
 
 # What debug=health / debug=profile add to a run folder (e.g. for a SageMaker job to keep).
 ARTIFACTS = (
-    "health.json",
-    "grad_norms.csv",
-    "profile.json",
+    rundir.HEALTH,
+    rundir.GRAD_NORMS,
+    rundir.PROFILE,
     "fit-lightning_profile.txt",
     "report.html",
     "report.md",
@@ -111,7 +111,7 @@ def load_run(path: str | Path) -> Run:
         raise BincountError(
             f"no run folder at {run}: pass a run's folder, e.g. outputs/<date>/<time>"
         )
-    known = [rundir.CONFIG, rundir.CSV_METRICS, rundir.METRICS, "health.json", "profile.json"]
+    known = [rundir.CONFIG, rundir.CSV_METRICS, rundir.METRICS, rundir.HEALTH, rundir.PROFILE]
     if not any((run / k).exists() for k in known):
         raise BincountError(
             f"{run} is not a run folder (none of {', '.join(known)}): pass the folder "
@@ -130,9 +130,9 @@ def load_run(path: str | Path) -> Run:
         metrics=_read_json(rundir.metrics_path(run)) or {},
         series=series,
         epochs=epochs,
-        health=_read_json(run / "health.json"),
-        grads=_read_grads(run / "grad_norms.csv"),
-        profile=_read_json(run / "profile.json"),
+        health=_read_json(run / rundir.HEALTH),
+        grads=_read_grads(run / rundir.GRAD_NORMS),
+        profile=_read_json(run / rundir.PROFILE),
     )
 
 

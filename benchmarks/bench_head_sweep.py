@@ -51,8 +51,8 @@ def default_cfg(*overrides: str):
 
 
 def default_features() -> tuple[dict, dict, object]:
+    from bincount.config import instantiate
     from bincount.training import features
-    from bincount.training.hydra import instantiate
 
     cfg = default_cfg("experiment=head_sweep")
     module = instantiate(cfg.model, freeze_backbone=True)

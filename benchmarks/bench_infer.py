@@ -34,8 +34,8 @@ ABID = ROOT.parent / "shared" / "abid"
 
 
 def make_run(tmp: Path) -> Path:
+    from bincount.config import instantiate
     from bincount.training.head_only import save_checkpoint
-    from bincount.training.hydra import instantiate
 
     module = instantiate(_cfg().model).eval()
     ckpt = tmp / "run" / "checkpoints" / "best.ckpt"
@@ -158,7 +158,7 @@ def child_latency(calls: int) -> None:
 
     import torch
 
-    from bincount.training.hydra import instantiate
+    from bincount.config import instantiate
 
     module = instantiate(_cfg().model, pretrained=False).eval()
     x = torch.zeros(1, 3, 224, 224)

@@ -222,3 +222,13 @@ def test_a_damaged_ckpt_path_is_one_line(tmp_path, damage):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     words = "is not a file" if damage == "folder" else "is not a complete checkpoint"
     assert f"ckpt_path={ckpt} {words}" in lines[0]
+
+
+def test_a_setting_given_to_a_library_call_is_checked_by_the_same_rule():
+    validate.check_setting("batch_size", 8)
+    with pytest.raises(BincountError, match=r"^batch_size=0 must be at least 1: set a batch size"):
+        validate.check_setting("batch_size", 0)
+    with pytest.raises(BincountError, match=r"^--batch-size=0 must be at least 1: set --batch"):
+        validate.check_setting("batch_size", 0, "--batch-size", "--batch-size 32")
+    with pytest.raises(KeyError):
+        validate.check_setting("no.such.key", 1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bincount import inference
+from bincount import inference, rundir
 from bincount.errors import BincountError
 from bincount.fileio import (
     FileError,
@@ -42,8 +42,8 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = N
     net.channels_last = False
     net = net.to(memory_format=torch.contiguous_format)
     size = net.preprocess["image_size"]
-    run = inference.run_folder(ckpt)
-    out = Path(out) if out else run / "onnx"
+    run = rundir.run_folder(ckpt)
+    out = Path(out) if out else run / rundir.ONNX_DIR
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -73,7 +73,7 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = N
     }
     atomic_write_json(out / inference.ONNX_META, meta)
     calibration = run / inference.CALIBRATION
-    if calibration.is_file() and inference.run_folder(out / "model.onnx") != run:
+    if calibration.is_file() and rundir.run_folder(out / "model.onnx") != run:
         atomic_copy(calibration, out / inference.CALIBRATION)
     return out / "model.onnx"
 

@@ -7,11 +7,15 @@ names through here. Torch-free (omegaconf only when a config is read or written)
                                     val: the kept (best) epoch's figures, best_epoch its
                                     number, last: the last epoch's; identity: name and tags
     <run>/checkpoints/best.ckpt     the checkpoint served (BEST_CKPT); last.ckpt to resume
-    <run>/csv/metrics.csv           per-step/epoch figures (CSV_METRICS)
+    <run>/csv/metrics.csv           per-step/epoch figures (CSV_METRICS, in CSV_DIR)
     <run>/calibration.json          `bincount calibrate`'s thresholds (CALIBRATION)
     <run>/eval/<tag>/               `bincount evaluate`'s results (EVAL)
     <run>/members/<name>/           an ensemble's member runs (MEMBERS)
+    <run>/onnx/                     `bincount export`'s ONNX model (ONNX_DIR)
     <run>/error.txt                 why a sweep trial failed: one line, then the traceback (ERROR)
+    <run>/health.json               debug=health's rule verdicts (HEALTH)
+    <run>/grad_norms.csv            debug=health's gradient norms per layer (GRAD_NORMS)
+    <run>/profile.json              debug=profile's summary (PROFILE)
 """
 
 from __future__ import annotations
@@ -29,11 +33,16 @@ BEST = "best.ckpt"
 LAST = "last.ckpt"
 BEST_CKPT = f"{CHECKPOINTS}/{BEST}"
 LAST_CKPT = f"{CHECKPOINTS}/{LAST}"
-CSV_METRICS = "csv/metrics.csv"
+CSV_DIR = "csv"  # Lightning's CSVLogger: conf/logger/csv.yaml (name: csv, version: "")
+CSV_METRICS = f"{CSV_DIR}/metrics.csv"
 CALIBRATION = "calibration.json"
 EVAL = "eval"
 MEMBERS = "members"
+ONNX_DIR = "onnx"  # `bincount export`'s model.onnx (and its calibration.json copy)
 ERROR = "error.txt"
+HEALTH = "health.json"  # debug=health: the rules' verdicts (bincount.callbacks.health)
+GRAD_NORMS = "grad_norms.csv"  # debug=health: per-layer gradient norms
+PROFILE = "profile.json"  # debug=profile: the step profiler's summary
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -69,6 +78,13 @@ def eval_dir(run: Path, tag: str) -> Path:
 
 def member_dir(run: Path, name: str) -> Path:
     return Path(run) / MEMBERS / name
+
+
+def run_folder(model_file: Path) -> Path:
+    """The run folder a checkpoint or an ONNX export belongs to (where config.yaml and
+    calibration.json are): the parent of checkpoints/ or onnx/, else the file's folder."""
+    parent = Path(model_file).parent
+    return parent.parent if parent.name in (CHECKPOINTS, ONNX_DIR) else parent
 
 
 def is_run(folder: Path) -> bool:

@@ -110,15 +110,15 @@ def acquire(folder: str | os.PathLike, resume: bool = False) -> Path:
             raise BincountError(
                 f"run folder {folder} already holds a finished run ({METRICS}): train into a "
                 "new folder (leave hydra.run.dir unset), or resume this one with "
-                f"ckpt_path={folder}/checkpoints/last.ckpt"
+                f"ckpt_path={rundir.last_checkpoint(folder)}"
             )
         if (folder / CONFIG).is_file() and not resume:
             log.warning(
                 "run folder %s holds an unfinished run (no %s): training afresh into it "
-                "(ckpt_path=%s/checkpoints/last.ckpt would resume it)",
+                "(ckpt_path=%s would resume it)",
                 folder,
                 METRICS,
-                folder,
+                rundir.last_checkpoint(folder),
             )
         info = {
             "pid": os.getpid(),

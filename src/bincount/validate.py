@@ -190,10 +190,16 @@ RULES: dict[str, Rule] = {
         low=0, high=1, hint="a share of the copies in [0, 1], e.g. data.copies_per_epoch=0.5"
     ),
     "callbacks.smooth.decay": Rule(
-        low=0, high=1, high_open=True, hint="a decay in [0, 1), e.g. callbacks.smooth.decay=0.5"
+        low=0,
+        high=1,
+        high_open=True,
+        hint="a decay in [0, 1), e.g. callbacks.smooth.decay=0.5 (the last epoch weighs 1/2, the "
+        "one before 1/4, ...)",
     ),
     "callbacks.swa.start": Rule(
-        low=0, hint="a share of trainer.max_epochs in [0, 1) or an epoch, e.g. 0.5 (second half)"
+        low=0,
+        hint="a share of trainer.max_epochs in [0, 1) or an epoch, e.g. 0.5 (second half) or 3 "
+        "(from the fourth epoch)",
     ),
     "data.train_fraction": Rule(
         low=0, low_open=True, high=1, hint="a share in (0, 1], e.g. data.train_fraction=0.5"
@@ -373,6 +379,21 @@ def _fail(cfg: DictConfig, key: str, value, problem: str, rule) -> BincountError
         value_text = repr(value)
     hint = f": set {rule.hint}" if rule.hint else ""
     return BincountError(f"{shown}={value_text} {problem}{hint}")
+
+
+def check_setting(key: str, value, name: str | None = None, hint: str | None = None) -> None:
+    """BincountError (one line) when `value` breaks the rule of the config key `key` (RULES,
+    CHOICES): for a setting given to a library call or a command rather than by the config.
+    `name` and `hint` say it as the caller's user gave it (e.g. `--batch-size`)."""
+    rule = rule_for(key)
+    if rule is None:
+        raise KeyError(f"no rule for {key} in bincount.validate")
+    problem = rule.problem(value)
+    if problem is not None:
+        said = hint or rule.hint
+        raise BincountError(
+            f"{name or key}={_text(value)} {problem}" + (f": set {said}" if said else "")
+        )
 
 
 def check_train_config(cfg: DictConfig) -> None:

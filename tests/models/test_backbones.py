@@ -22,10 +22,18 @@ OFFLINE = {
 }
 
 
+def imagenet_model(name: str) -> torch.nn.Module:
+    """The backbone with its 1000-class ImageNet head, from the offline weights: what the
+    shipped mapping must get right, classifier included."""
+    model = timm.create_model(name, pretrained=False)
+    model.load_state_dict(backbones.map_in_order(backbones.OFFLINE_WEIGHTS[name](), model))
+    return model.eval()
+
+
 @pytest.mark.parametrize("name", OFFLINE)
 def test_offline_weights_recognise_a_cat(name):
     skimage_data = pytest.importorskip("skimage.data")
-    model = backbones.imagenet_model(name)
+    model = imagenet_model(name)
     size = OFFLINE[name][0]
     assert model.pretrained_cfg["input_size"] == (3, size, size)
     mean, std = backbones.normalization(model)
@@ -59,7 +67,7 @@ def test_weights_of_another_width_are_refused():
 @pytest.mark.parametrize("name", OFFLINE)
 def test_fine_tuning_backbone_starts_from_the_pretrained_body(name):
     pretrained = backbones.create_backbone(name, 5, pretrained=True)
-    imagenet = backbones.imagenet_model(name)
+    imagenet = imagenet_model(name)
     assert torch.equal(pretrained.conv_stem.weight, imagenet.conv_stem.weight)
     assert pretrained.get_classifier().out_features == 5
 
@@ -84,7 +92,7 @@ def test_unknown_backbone_suggests_names():
 
 
 def test_local_weights_file(tmp_path):
-    source = backbones.imagenet_model("tf_efficientnet_lite0")
+    source = imagenet_model("tf_efficientnet_lite0")
     path = tmp_path / "w.pth"
     torch.save(source.state_dict(), path)
     model = backbones.create_backbone("tf_efficientnet_lite0", 3, weights=str(path))

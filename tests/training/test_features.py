@@ -10,6 +10,7 @@ import torch
 from bincount import inference
 from bincount.data import transforms
 from bincount.data.datamodule import BinDataModule
+from bincount.reports.run_report import load_run
 from bincount.training import features
 from bincount.training.head_only import _logits
 from bincount.training.runner import train
@@ -33,6 +34,10 @@ def test_head_run_writes_a_normal_run_folder(head_run, tmp_path):
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
     lines = (run / "csv" / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,step") and len(lines) == 1 + 4  # one row an epoch
+    # Lightning's CSVLogger wrote it, with a fit run's names: compare and report read it alike
+    assert "train/loss_epoch" in lines[0] and (run / "csv" / "hparams.yaml").is_file()
+    assert metrics["last"]["epoch"] == 3 and 0 <= metrics["best_epoch"] <= 3
+    assert load_run(run).series["val/acc"] and set(load_run(run).epochs.values()) == {1, 2, 3, 4}
 
 
 def test_the_checkpoint_is_the_frozen_backbone_and_the_trained_head(head_run, tmp_path):

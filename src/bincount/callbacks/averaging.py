@@ -18,16 +18,12 @@ import math
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import WeightAveraging
 
-from bincount.errors import BincountError
+from bincount import validate
 
 
 class WindowAverage(WeightAveraging):
     def __init__(self, start: float = 0.5, **kwargs):
-        if start < 0:
-            raise BincountError(
-                f"callbacks.swa.start={start}: use a share of trainer.max_epochs in [0, 1) "
-                "(0.5: average the second half) or an epoch index (3: from the fourth epoch)"
-            )
+        validate.check_setting("callbacks.swa.start", start)
         super().__init__(**kwargs)
         self.start = start
         self.start_epoch = 0

@@ -26,19 +26,14 @@ from __future__ import annotations
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 
+from bincount import validate
 from bincount.callbacks.selection import SUFFIX, SmoothedMetric
 from bincount.errors import BincountError
-
-KEEP = ("best", "last")
 
 
 class ModelCheckpoint(LightningModelCheckpoint):
     def __init__(self, *args, keep: str = "best", **kwargs):
-        if keep not in KEEP:
-            raise BincountError(
-                f"callbacks.model_checkpoint.keep={keep!r}: use best (the best optimized_metric "
-                "epoch) or last (the last epoch)"
-            )
+        validate.check_setting("callbacks.model_checkpoint.keep", keep)
         self.keep = keep
         if keep == "last":
             kwargs["monitor"] = None  # Lightning then keeps the latest epoch (save_top_k=1)

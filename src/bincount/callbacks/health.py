@@ -28,6 +28,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from bincount import rundir
 from bincount.callbacks.health_rules import EpochStats, History, Rule, StepStats, build_rules
 from bincount.fileio import atomic_write_json, atomic_write_text
 
@@ -310,8 +311,8 @@ class TrainingHealth(pl.Callback):
         if not trainer.is_global_zero:
             return
         out = self._out_dir(trainer)
-        atomic_write_json(out / "health.json", _jsonable(self.verdicts()))
-        atomic_write_text(out / "grad_norms.csv", self._grad_csv())
+        atomic_write_json(out / rundir.HEALTH, _jsonable(self.verdicts()))
+        atomic_write_text(out / rundir.GRAD_NORMS, self._grad_csv())
 
     def _log_summary(self) -> None:
         v = self.verdicts()

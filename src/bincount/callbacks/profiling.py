@@ -27,6 +27,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.profilers import SimpleProfiler
 
+from bincount import rundir
 from bincount.fileio import atomic_write_json
 
 log = logging.getLogger("bincount")
@@ -295,8 +296,8 @@ class StepProfile(pl.Callback):
         self.summary = self.summarize(trainer, pl_module)
         if trainer.is_global_zero:
             out = Path(self.dirpath or trainer.default_root_dir)
-            atomic_write_json(out / "profile.json", self.summary)
-            self._log(out / "profile.json")
+            atomic_write_json(out / rundir.PROFILE, self.summary)
+            self._log(out / rundir.PROFILE)
 
     # ---- summary -----------------------------------------------------------------------
     def summarize(self, trainer, pl_module) -> dict:

@@ -22,18 +22,14 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from bincount.errors import BincountError
+from bincount import validate
 
 SUFFIX = "_smooth"
 
 
 class SmoothedMetric(pl.Callback):
     def __init__(self, metric: str = "val/macro_acc", decay: float = 0.5):
-        if not 0 <= float(decay) < 1:
-            raise BincountError(
-                f"callbacks.smooth.decay={decay}: use a value in [0, 1), e.g. 0.5 (the last "
-                "epoch weighs 1/2, the one before 1/4, ...)"
-            )
+        validate.check_setting("callbacks.smooth.decay", decay)
         self.metric = metric
         self.decay = float(decay)
         self.name = metric + SUFFIX

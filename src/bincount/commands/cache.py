@@ -47,8 +47,8 @@ def run_images(args) -> int:
     check_train_config(cfg)  # before torch loads, as train.py does
     import timm
 
+    from bincount.config import instantiate
     from bincount.models import backbones
-    from bincount.training.hydra import instantiate
 
     # The padding colour is the backbone's mean, as in training (no weights are needed).
     mean, std = backbones.normalization(timm.create_model(cfg.model.backbone, pretrained=False))

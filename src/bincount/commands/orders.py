@@ -78,8 +78,6 @@ def run_verify(args) -> int:
     from bincount.fileio import check_input, check_output
     from bincount.verify import check, orders
 
-    if args.batch_size < 1:
-        raise BincountError(f"--batch-size {args.batch_size} must be at least 1")
     truth = Path(args.truth) if args.truth else orders.truth_path(Path(args.orders))
     if args.truth and not truth.exists():
         raise BincountError(f"--truth {truth} does not exist")

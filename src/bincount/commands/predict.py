@@ -39,11 +39,8 @@ def register(sub) -> dict:
 
 def run(args) -> int:
     from bincount import batch
-    from bincount.errors import BincountError
     from bincount.fileio import check_input
 
-    if args.batch_size < 1:
-        raise BincountError(f"--batch-size {args.batch_size} must be at least 1")
     if not args.endpoint:
         check_input(args.args[0], "MODEL", folder_ok=True)
     done = batch.predict(

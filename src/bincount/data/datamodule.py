@@ -154,9 +154,7 @@ class BinDataModule(pl.LightningDataModule):
         self.file_list = file_list
         self.split = tuple(float(f) for f in split)
         self.seed = seed
-        self.batch_size = int(batch_size)
-        if self.batch_size < 1:
-            raise BincountError(f"batch_size={batch_size} must be at least 1")
+        self.batch_size = int(batch_size)  # >= 1: bincount.validate's rule, checked with the config
         self.num_workers = hardware.loader_workers() if num_workers is None else int(num_workers)
         self.jitter = jitter
         self.rotate = bool(rotate)

@@ -78,15 +78,6 @@ def _located(where) -> list[Located]:
     return [w if isinstance(w, Located) else Located(Path(w)) for w in items]
 
 
-def read_count(path: Path) -> int:
-    """EXPECTED_QUANTITY of a metadata file; BincountError says what is wrong with it."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BincountError(f"{path}: metadata file missing") from None
-    return parse_count(data, path)
-
-
 def parse_count(data: bytes, path: Path | str) -> int:
     """EXPECTED_QUANTITY of metadata bytes (read from `path`, named in errors)."""
     try:

@@ -32,7 +32,6 @@ _NAMES = {
         "load_net",
         "model_fn",
         "resolve",
-        "run_folder",
     ],
     "predict": ["predict_fn", "probabilities"],
     "requests": [

@@ -58,10 +58,9 @@ def resolve(path: str | os.PathLike, backend: str = "torch") -> Path:
     if path.is_file():
         if path.suffix == ".onnx" or backend == "torch":
             return path
-        run = path.parent.parent if path.parent.name == rundir.CHECKPOINTS else path.parent
-        return resolve(run, "onnx")
+        return resolve(rundir.run_folder(path), "onnx")
     if backend == "onnx":
-        for candidate in (path / "model.onnx", path / "onnx" / "model.onnx"):
+        for candidate in (path / "model.onnx", path / rundir.ONNX_DIR / "model.onnx"):
             if candidate.is_file():
                 return candidate
         raise BincountError(
@@ -82,12 +81,6 @@ def resolve(path: str | os.PathLike, backend: str = "torch") -> Path:
         f"no checkpoint in {path} (looked for checkpoints/best.ckpt, best.ckpt, model.ckpt): "
         "give a run folder of `python train.py` or a .ckpt file"
     )
-
-
-def run_folder(model_file: Path) -> Path:
-    """The run folder a checkpoint or export belongs to (where calibration.json lives)."""
-    parent = model_file.parent
-    return parent.parent if parent.name in (rundir.CHECKPOINTS, "onnx") else parent
 
 
 def file_version(path: Path) -> str:
@@ -238,7 +231,7 @@ def model_fn(model_dir: str | os.PathLike, backend: str | None = None) -> Model:
     path = resolve(model_dir, backend)
     backend = "onnx" if path.suffix == ".onnx" else "torch"
     logits, preprocess, counts, info = (_load_onnx if backend == "onnx" else _load_torch)(path)
-    run = run_folder(path)
+    run = rundir.run_folder(path)
     info = {**info, "backend": backend, "run": run.name, "calibrated": False}
     model = Model(
         logits=logits,

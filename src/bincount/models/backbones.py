@@ -226,13 +226,6 @@ def create_backbone(
     return model
 
 
-def imagenet_model(name: str = "tf_efficientnet_lite0") -> nn.Module:
-    """The backbone with its 1000-class ImageNet head, from the offline weights."""
-    model = timm.create_model(name, pretrained=False)
-    model.load_state_dict(map_in_order(OFFLINE_WEIGHTS[name](), model))
-    return model.eval()
-
-
 def normalization(model: nn.Module) -> tuple[list[float], list[float]]:
     """Mean and std of the backbone's own pretrained data config."""
     cfg = timm.data.resolve_data_config(model=model)

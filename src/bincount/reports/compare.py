@@ -16,14 +16,12 @@ start time, the best so far).
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bincount import rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_text
 from bincount.reports import document as doc
@@ -371,21 +369,6 @@ def metric_vs_lr(runs: Runs) -> bytes | None:
     return _png(fig)
 
 
-def _epochs(run: Run) -> dict[int, float]:
-    """step -> epoch (1-based, at its end) from csv/metrics.csv: runs with different batch
-    sizes line up by epoch, not by step."""
-    path = run.path / rundir.CSV_METRICS
-    out: dict[int, float] = {}
-    if path.is_file():
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                try:
-                    out[int(float(row["step"]))] = float(row["epoch"]) + 1
-                except (KeyError, TypeError, ValueError):
-                    continue
-    return out
-
-
 def learning_curves(runs: Runs, top: int = 3, base: Path | None = None) -> bytes | None:
     best = [runs.loaded[t.path] for t in runs.done[:top] if runs.loaded[t.path].series]
     if not best:
@@ -393,7 +376,8 @@ def learning_curves(runs: Runs, top: int = 3, base: Path | None = None) -> bytes
     fig = _figure(10, 3.6)
     loss_ax, acc_ax = fig.subplots(1, 2)
     for i, r in enumerate(best):
-        label, colour, epoch = name(r, base), f"C{i}", _epochs(r)
+        # by epoch, not by step: runs with different batch sizes line up
+        label, colour, epoch = name(r, base), f"C{i}", r.epochs
         for key, ax, style in (
             ("val/loss", loss_ax, dict(marker="o")),
             ("train/loss_epoch", loss_ax, dict(ls="--", marker="x", alpha=0.7)),

@@ -120,18 +120,6 @@ def metadata_facts(images: list[Image_]) -> list[list[str]]:
     ]
 
 
-def split_rows(
-    usable: dict[str, int],
-    counts: list[int],
-    fractions: tuple[float, float, float],
-    seed: int,
-    manifest_csv: Path | None,
-) -> tuple[str, list[list]]:
-    """(how the split was made, rows split x count) as training would see it."""
-    how, rows = _manifest_rows(usable, counts, fractions, seed, manifest_csv)
-    return how, split_table(rows) if rows else []
-
-
 def _manifest_rows(usable, counts, fractions, seed, manifest_csv) -> tuple[str, list]:
     if manifest_csv:
         return f"from the manifest {manifest_csv}", manifest.read(Path(manifest_csv))

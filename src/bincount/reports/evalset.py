@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
-
 from bincount import rundir
+from bincount.config import instantiate
 from bincount.errors import BincountError
 
 log = logging.getLogger(__name__)
@@ -16,13 +14,13 @@ log = logging.getLogger(__name__)
 
 def split_items(run: Path, split: str) -> list[tuple[Path, int]]:
     """[(image path, true count)] of `split` (train, val, test) from the run's config.yaml."""
+    cfg = rundir.read_config(run)
     config = rundir.config_path(run)
-    if not config.is_file():
+    if cfg is None:
         raise BincountError(
             f"{config} is missing: give the run folder written by `python train.py` "
             "(its config.yaml says where the data and the split are)"
         )
-    cfg = OmegaConf.load(config)
     if "data" not in cfg:
         raise BincountError(f"{config} has no data section: is it a bincount run?")
     if "resize" not in cfg.data:  # written before splits were a hash of id and seed

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from bincount import rundir
+from bincount import rundir, validate
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes, atomic_write_text
 
@@ -96,40 +96,31 @@ def load(ckpt: Path):
     return module
 
 
-def run_of(ckpt: Path) -> Path:
-    from bincount.inference import run_folder
-
-    return run_folder(ckpt)
-
-
 def default_output(ev: Evaluation, data: str | None) -> Path:
     """Where the results go without -o: `<run>/eval/<data>-<split>` (`run-<split>` for the
     run's own split; `ensemble-...` for several models, in the first's run)."""
     tag = f"{Path(data).name if data else 'run'}-{ev.split}"
     tag = f"ensemble-{tag}" if ev.members else tag
     tag = f"{tag}-prior-{ev.prior}" if ev.prior else tag
-    return rundir.eval_dir(run_of(ev.checkpoint), tag)
+    return rundir.eval_dir(rundir.run_folder(ev.checkpoint), tag)
 
 
 def items(ckpt: Path, counts: list[int], data: str | None, split: str, cache: Path) -> list:
     """[(image path, true count)] to evaluate on."""
     if split not in SPLITS:
         raise BincountError(f"--split {split}: use one of {', '.join(SPLITS)}")
-    run = run_of(ckpt)
+    run = rundir.run_folder(ckpt)
     if data is None:
         from bincount.reports.evalset import split_items
 
         if split == "all":
             return [it for s in SPLITS[:3] for it in split_items(run, s)]
         return split_items(run, split)
-    from omegaconf import OmegaConf
-
     from bincount.data.datamodule import BinDataModule
 
-    spec = {}
-    if rundir.config_path(run).is_file():
-        data_cfg = OmegaConf.load(rundir.config_path(run)).get("data") or {}
-        spec = {k: data_cfg[k] for k in ("split", "seed") if k in data_cfg}
+    config = rundir.read_config(run)
+    data_cfg = (config.get("data") if config is not None else None) or {}
+    spec = {k: data_cfg[k] for k in ("split", "seed") if k in data_cfg}
     dm = BinDataModule(source=data, cache_dir=str(cache), counts=counts, **spec)
     dm.setup()
     chosen = SPLITS[:3] if split == "all" else (split,)
@@ -173,7 +164,7 @@ def set_prior(module, ckpt: Path, prior: str) -> None:
     if prior == "uniform" and train_counts is None:
         from bincount.reports.evalset import split_items
 
-        train = [c for _, c in split_items(run_of(ckpt), "train")]
+        train = [c for _, c in split_items(rundir.run_folder(ckpt), "train")]
         train_counts = [train.count(c) for c in module.counts]
         log.info("%s: training photos per count %s (its run's train split)", ckpt, train_counts)
     module.set_train_counts(train_counts)
@@ -205,8 +196,7 @@ def evaluate(
     """`tta` None keeps each model's own test-time augmentation (model.tta); else overrides it.
     `prior` None keeps each model's own prior over counts (model.prior); else overrides it.
     A list of models is an ensemble: their probabilities are averaged."""
-    if batch_size < 1:
-        raise BincountError(f"--batch-size {batch_size}: use a positive number, e.g. 32")
+    validate.check_setting("batch_size", batch_size, "--batch-size", "--batch-size 32")
     ckpts = [checkpoint_file(m) for m in (model if isinstance(model, list | tuple) else [model])]
     if not ckpts:
         raise BincountError("no model to evaluate: pass a run folder or a checkpoint")
@@ -225,11 +215,18 @@ def evaluate(
             )
     split = split or ("all" if data else "test")
     chosen = items(
-        ckpts[0], counts, data, split, cache or rundir.eval_dir(run_of(ckpts[0]), "cache")
+        ckpts[0],
+        counts,
+        data,
+        split,
+        cache or rundir.eval_dir(rundir.run_folder(ckpts[0]), "cache"),
     )
     if data is None:
         for ckpt in ckpts[1:]:
-            if items(ckpt, counts, None, split, rundir.eval_dir(run_of(ckpt), "cache")) != chosen:
+            if (
+                items(ckpt, counts, None, split, rundir.eval_dir(rundir.run_folder(ckpt), "cache"))
+                != chosen
+            ):
                 raise BincountError(
                     f"{ckpt} was trained on another split than {ckpts[0]}: its {split} images "
                     "differ. Evaluate the ensemble on a folder instead (--data FOLDER), or "

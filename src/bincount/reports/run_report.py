@@ -24,9 +24,9 @@ from bincount.reports import run_plots
 
 # What debug=health / debug=profile add to a run folder (e.g. for a SageMaker job to keep).
 ARTIFACTS = (
-    "health.json",
-    "grad_norms.csv",
-    "profile.json",
+    rundir.HEALTH,
+    rundir.GRAD_NORMS,
+    rundir.PROFILE,
     "fit-lightning_profile.txt",
     "report.html",
     "report.md",
@@ -48,6 +48,7 @@ class Run:
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # metrics.json
     series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # csv/metrics.csv
+    epochs: dict[int, float] = field(default_factory=dict)  # step -> epoch (1-based, at its end)
     health: dict | None = None
     grads: tuple[list[int], list[str], list[list[float]]] | None = None
     profile: dict | None = None
@@ -70,20 +71,25 @@ def _float(text: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _read_series(path: Path) -> dict[str, list[tuple[int, float]]]:
+def _read_series(path: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[int, float]]:
+    """({figure: [(step, value)]}, {step: epoch (1-based, at its end)}) of csv/metrics.csv."""
     series: dict[str, list[tuple[int, float]]] = {}
+    epochs: dict[int, float] = {}
     if not path.is_file():
-        return series
+        return series, epochs
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             step = _float(row.get("step", ""))
             if step is None:
                 continue
+            epoch = _float(row.get("epoch", ""))
+            if epoch is not None:
+                epochs[int(step)] = epoch + 1
             for key, text in row.items():
                 v = _float(text) if key not in ("step", "epoch") else None
                 if v is not None:
                     series.setdefault(key, []).append((int(step), v))
-    return series
+    return series, epochs
 
 
 def _read_grads(path: Path):
@@ -105,25 +111,28 @@ def load_run(path: str | Path) -> Run:
         raise BincountError(
             f"no run folder at {run}: pass a run's folder, e.g. outputs/<date>/<time>"
         )
-    known = [rundir.CONFIG, rundir.CSV_METRICS, rundir.METRICS, "health.json", "profile.json"]
+    known = [rundir.CONFIG, rundir.CSV_METRICS, rundir.METRICS, rundir.HEALTH, rundir.PROFILE]
     if not any((run / k).exists() for k in known):
         raise BincountError(
             f"{run} is not a run folder (none of {', '.join(known)}): pass the folder "
             "`python train.py` printed (outputs/<date>/<time>)"
         )
     config = {}
-    if rundir.config_path(run).is_file():
+    cfg = rundir.read_config(run)
+    if cfg is not None:
         from omegaconf import OmegaConf
 
-        config = OmegaConf.to_container(OmegaConf.load(rundir.config_path(run))) or {}
+        config = OmegaConf.to_container(cfg) or {}
+    series, epochs = _read_series(run / rundir.CSV_METRICS)
     return Run(
         path=run,
         config=config,
         metrics=_read_json(rundir.metrics_path(run)) or {},
-        series=_read_series(run / rundir.CSV_METRICS),
-        health=_read_json(run / "health.json"),
-        grads=_read_grads(run / "grad_norms.csv"),
-        profile=_read_json(run / "profile.json"),
+        series=series,
+        epochs=epochs,
+        health=_read_json(run / rundir.HEALTH),
+        grads=_read_grads(run / rundir.GRAD_NORMS),
+        profile=_read_json(run / rundir.PROFILE),
     )
 
 

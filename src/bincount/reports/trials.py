@@ -21,7 +21,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bincount import rundir
 
 HYDRA = ".hydra"
-SKIP = {rundir.CHECKPOINTS, "csv", "tensorboard", "wandb", "mlruns", HYDRA, "compare", "onnx"}
+SKIP = {
+    rundir.CHECKPOINTS,
+    rundir.CSV_DIR,
+    "tensorboard",
+    "wandb",
+    "mlruns",
+    HYDRA,
+    "compare",
+    rundir.ONNX_DIR,
+}
 #: shown when nothing varies, and compared even when no command line names them
 MAIN = ("model.backbone", "model.head", "lr", "batch_size", "data.image_size", "trainer.max_epochs")
 #: keys that say where a run wrote, or how a sweep was driven: never "what varies"
@@ -45,8 +54,8 @@ class Trial:
 def find(folder: Path) -> list[Path]:
     """Every run folder at or below `folder` (not descending into runs)."""
     found = []
-    for here, dirs, files in os.walk(folder):
-        if rundir.CONFIG in files or (
+    for here, dirs, _files in os.walk(folder):
+        if rundir.is_run(Path(here)) or (
             HYDRA in dirs and (Path(here) / HYDRA / "config.yaml").is_file()
         ):
             found.append(Path(here))
@@ -93,10 +102,10 @@ def error_line(path: Path) -> str | None:
 
 
 def read(path: Path) -> Trial:
-    cfg_file = rundir.config_path(path)
-    if not cfg_file.is_file():
-        cfg_file = path / HYDRA / "config.yaml"
-    config = OmegaConf.load(cfg_file)
+    config = rundir.read_config(path)
+    if config is None:  # a trial that failed before train() wrote its config.yaml
+        hydra_config = path / HYDRA / "config.yaml"
+        config = OmegaConf.load(hydra_config) if hydra_config.is_file() else None
     if not isinstance(config, DictConfig):
         config = OmegaConf.create({})
     overrides = _load(path / HYDRA / "overrides.yaml")

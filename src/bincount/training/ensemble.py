@@ -1,6 +1,7 @@
 """`runner=ensemble` (`runner.members` in the config, e.g. `experiment=ensemble`).
 
-Each member is a run of `python train.py` with its own overrides (plus the command line's, so
+Each member is a run of train.py's app (`python -m bincount.training.app`, a process of its
+own: its own Hydra run, log and seeds) with its own overrides (plus the command line's, so
 `data.source=...` or `trainer.max_epochs=...` reach every member), trained one after another
 into `<run>/members/<name>/`. A member whose run already finished (metrics.json and its best
 checkpoint present) is reused, so an interrupted ensemble resumes where it stopped. The
@@ -77,7 +78,8 @@ def train_member(name: str, overrides: list[str], run: Path) -> dict:
         return done
     cmd = [
         sys.executable,
-        str(project_root() / "train.py"),
+        "-m",
+        "bincount.training.app",
         *overrides,
         "test=false",
         "runner=fit",

@@ -9,16 +9,17 @@ and only the head (the classifier and the count head) trains, with the run's opt
 scheduler, label smoothing, dropout, epochs, batch size and seed. Each epoch is validated and
 the best epoch by `val/acc` is kept, like the Lightning run's best checkpoint.
 
-The run folder is the same as `train()`'s: config.yaml, metrics.json (objective, val, test,
-confusion), csv/metrics.csv and checkpoints/best.ckpt, a full CountModule checkpoint (frozen
-backbone + trained head) that `bincount evaluate|serve|export` read like any other. What is
-not the same: no augmentation (features are of the evaluation transform) and no TTA.
+The run folder is the same as `train()`'s: config.yaml, metrics.json (objective, val of the
+kept epoch, best_epoch, last, test, confusion), csv/metrics.csv (written by Lightning's
+CSVLogger, one row an epoch: `train/loss_epoch` and the val figures at the epoch's last
+optimizer step, as a fit run's) and checkpoints/best.ckpt, a full CountModule checkpoint
+(frozen backbone + trained head) that `bincount evaluate|serve|export` read like any other.
+What is not the same: no augmentation (features are of the evaluation transform) and no TTA.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import io
 import logging
 import time
@@ -26,14 +27,15 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger
 
-from bincount import rundir
+from bincount import rundir, validate
+from bincount.config import instantiate
 from bincount.errors import BincountError
-from bincount.fileio import atomic_write_bytes, atomic_write_text
+from bincount.fileio import atomic_write_bytes
 from bincount.models.metrics import CountMetrics
 from bincount.training import features
-from bincount.training.hydra import instantiate
 
 log = logging.getLogger("bincount")
 
@@ -66,13 +68,14 @@ def train_head(
     drop_rate: float = 0.0,
 ) -> tuple[dict, list[dict]]:
     """Train module's head on `splits["train"]`; keeps the best epoch by val accuracy.
-    Returns (the best epoch's val metrics, one dict of figures per epoch)."""
+    Returns (the best epoch's val metrics, one dict of figures per epoch: its number, the
+    optimizer steps taken before its end (Lightning's `step` of epoch-end figures),
+    `train/loss_epoch` and `val/...`)."""
     train = splits["train"]
     n = len(train["y"])
     if n == 0:
         raise BincountError("the train split is empty: use more data")
-    if batch_size < 1:
-        raise BincountError(f"batch_size={batch_size} must be at least 1")
+    validate.check_setting("batch_size", batch_size)
     module.train()
     params = [p for p in module.head_parameters() if p.requires_grad]
     factory = module.optimizer_factory
@@ -102,7 +105,8 @@ def train_head(
         history.append(
             {
                 "epoch": epoch,
-                "train/loss": sum(losses) / len(losses),
+                "step": (epoch + 1) * steps_per_epoch - 1,
+                "train/loss_epoch": sum(losses) / len(losses),
                 **{f"val/{k}": v for k, v in val.items()},
             }
         )
@@ -196,7 +200,13 @@ def run(cfg: DictConfig) -> float:
         results["test"] = {f"test/{k}": float(v) for k, v in test.items()}
         results["test_confusion"] = confusion
     results["seconds"] = round(time.monotonic() - started, 1)
-    _write_history(out / rundir.CSV_METRICS, history)
+    kept = _kept_epoch(history, val)
+    if kept is not None:
+        results["best_epoch"] = kept
+    if history:
+        last = history[-1]
+        results["last"] = {k: v for k, v in last.items() if k == "epoch" or k.startswith("val/")}
+    log_history(out, history, cfg)
     rundir.write_metrics(out, results)
     test = results.get("test", {})
     print(
@@ -209,12 +219,18 @@ def run(cfg: DictConfig) -> float:
     return float(val[name])
 
 
-def _write_history(path: Path, history: list[dict]) -> None:
-    """csv/metrics.csv with an epoch and step per row, as Lightning's CSV logger writes it."""
-    keys = ["epoch", "step", *sorted({k for h in history for k in h} - {"epoch"})]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, keys, lineterminator="\n")
-    writer.writeheader()
+def _kept_epoch(history: list[dict], val: dict) -> int | None:
+    """The number of the epoch train_head kept (the first with the best val/acc)."""
     for h in history:
-        writer.writerow({"step": h["epoch"], **h})
-    atomic_write_text(path, buf.getvalue())
+        if val and h.get("val/acc") == val.get("acc"):
+            return int(h["epoch"])
+    return None
+
+
+def log_history(out: Path, history: list[dict], cfg: DictConfig) -> None:
+    """csv/metrics.csv (and csv/hparams.yaml) through Lightning's CSVLogger, as a fit run's."""
+    logger = CSVLogger(out, name=rundir.CSV_DIR, version="")
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    for h in history:
+        logger.log_metrics({k: v for k, v in h.items() if k != "step"}, step=h["step"])
+    logger.finalize("success")

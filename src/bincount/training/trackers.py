@@ -23,8 +23,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from bincount.config import instantiate
 from bincount.training import identity
-from bincount.training.hydra import instantiate
 
 log = logging.getLogger("bincount")
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's nesting: the UI shows the run under its parent

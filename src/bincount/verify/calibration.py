@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bincount import inference
+from bincount import inference, rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json
 from bincount.inference import verdicts
@@ -91,7 +91,7 @@ def calibrate(run: Path, verify: dict | None = None) -> dict:
     run = Path(run)
     verify = {**settings()["verify"], **(verify or {})}
     ckpt = inference.resolve(run, "torch")
-    run = inference.run_folder(ckpt)
+    run = rundir.run_folder(ckpt)
     model = inference.model_fn(ckpt, backend="torch")
     items = evalset.split_items(run, "val")
     logits, labels = split_logits(model, items)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bincount import inference
+from bincount import inference, rundir
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_text, read_input
 from bincount.inference import verdicts
@@ -95,7 +95,7 @@ def load_verifier(model: inference.Model, model_path) -> dict:
     """The order verifier in the model's calibration.json (same model version), found where
     `inference.model_fn` finds the temperature."""
     model_file = inference.resolve(model_path, model.info["backend"])
-    run = inference.run_folder(model_file)
+    run = rundir.run_folder(model_file)
     path = model_file.parent / inference.CALIBRATION  # an export's copy first, as model_fn
     if not path.is_file():
         path = run / inference.CALIBRATION

@@ -383,7 +383,7 @@ def export_model(places: Places) -> Path | None:
 
 
 # What the health rules, the profiler and the report callback leave in the run folder.
-DEBUG_FILES = ("health.json", "profile.json", "report.html")
+DEBUG_FILES = (rundir.HEALTH, rundir.PROFILE, "report.html")
 
 
 def copy_debug_files(run: Path, dest: Path) -> list[Path]:

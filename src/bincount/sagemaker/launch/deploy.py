@@ -147,7 +147,7 @@ def _fetch_run(source: str, s3, workdir: Path) -> Path:
         return extracted
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".ckpt":
-        path = path.parent.parent if path.parent.name == rundir.CHECKPOINTS else path.parent
+        path = rundir.run_folder(path)
     if not path.is_dir():
         raise BincountError(f"{source} is neither a run folder nor an s3:// model.tar.gz")
     return path

@@ -206,6 +206,9 @@ RULES: dict[str, Rule] = {
     "model.net.drop_path_rate": Rule(
         low=0, high=1, high_open=True, hint="a rate in [0, 1), e.g. 0.1"
     ),
+    "model.net.head_dropout": Rule(
+        low=0, high=1, high_open=True, hint="a rate in [0, 1), e.g. 0.1"
+    ),
     "model.label_smoothing": Rule(
         low=0, high=1, high_open=True, hint="a share in [0, 1), e.g. 0.1"
     ),

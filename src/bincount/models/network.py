@@ -51,6 +51,7 @@ class CountNet(nn.Module):
         weights: str | None = None,
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.0,
+        head_dropout: float = 0.0,
         channels_last: bool = True,
         head: str = "classify",
         tta: bool | str = False,
@@ -66,6 +67,7 @@ class CountNet(nn.Module):
         self.counts = [int(c) for c in counts]
         self.channels_last = channels_last
         self.tta = tta
+        self.head_dropout = head_dropout
         self.aux_targets = AUX_TARGETS if aux else ()
         self.n_aux = len(self.aux_targets)
         self.head = heads.build(head, self.counts)
@@ -159,7 +161,11 @@ class CountNet(nn.Module):
         """The backbone's outputs: the head's raw input, then the auxiliary outputs (if any)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        out = self.net(x)
+        if self.training and self.head_dropout:  # on the head's input only
+            n = self.head.n_outputs
+            out = torch.cat([nn.functional.dropout(out[:, :n], self.head_dropout), out[:, n:]], 1)
+        return out
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """The head's raw input (the auxiliary outputs, if any, left out)."""

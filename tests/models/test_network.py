@@ -139,3 +139,15 @@ def test_a_checkpoint_of_before_the_net_node_loads_and_answers_alike(settings, t
     x = torch.randn(3, 3, 64, 64)
     with torch.inference_mode():
         assert torch.equal(loaded(x).softmax(1), net(x).softmax(1))
+
+
+def test_head_dropout_drops_the_heads_input_in_training_only():
+    torch.manual_seed(0)
+    net = CountNet("resnet18", COUNTS, pretrained=False, head_dropout=0.5, aux=True).train()
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        out = net.outputs(x)
+        assert (out[:, :5] == 0).any() and not (out[:, 5:] == 0).any()  # the aux outputs kept
+        net.eval()
+        assert torch.equal(net.outputs(x), net.outputs(x))
+    assert net.config["head_dropout"] == 0.5  # what checkpoints keep

@@ -1,12 +1,15 @@
 """Train a bin-counting model: `python train.py [HYDRA OVERRIDES]` (see conf/train.yaml)."""
 
 import sys
+from pathlib import Path
 
-from bincount import runlock
+from bincount import runlock, validate
 from bincount.errors import BincountError
 
 try:  # a run folder in use (hydra.run.dir=...): refused before Hydra even loads
     runlock.check_argv(sys.argv[1:])
+    # model.head=... (the path before issue 25): the new one named, not Hydra's "not in struct"
+    validate.check_moved_overrides(sys.argv[1:], Path(__file__).parent / "conf")
 except BincountError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

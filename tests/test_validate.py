@@ -193,8 +193,9 @@ def test_validate_spells_the_models_and_datas_values():
         ("ckpt_path=", "ckpt_path= is not a path"),
         ("trainer.devices=sideways", "trainer.devices='sideways' is not a whole number"),
         ("trainer.strategy=sideways", "trainer.strategy=sideways is not a strategy"),
-        # the path of before issue 25 (Hydra refuses model.head=... as not in the config)
-        ("+model.head=ordinal", "model.head is a setting of the network now: set model.net.head"),
+        # the paths of before issue 25
+        ("model.head=ordinal", "model.head is a setting of the network now: set model.net.head"),
+        ("+model.tta=flips", "model.tta is a setting of the network now: set model.net.tta"),
     ],
 )
 def test_a_bad_setting_is_one_line(tmp_path, override, words):

@@ -399,18 +399,35 @@ def check_train_config(cfg: DictConfig) -> None:
     _check_ckpt_path(cfg)
 
 
+def _moved(key: str, value) -> BincountError:
+    return BincountError(
+        f"model.{key} is a setting of the network now: set model.net.{key} instead "
+        f"(e.g. model.net.{key}={_text(value)})"
+    )
+
+
+def check_moved_overrides(overrides: list[str], conf: str | os.PathLike) -> None:
+    """`model.head=ordinal` on the command line, the path before issue 25 (a key of the `net`
+    node of `conf`/model/efficientnet_lite0.yaml): the new path named, before Hydra says "not
+    in struct"."""
+    net = OmegaConf.load(os.path.join(conf, "model", "efficientnet_lite0.yaml")).net
+    net_keys = [k for k in net if not k.startswith("_")]
+    for arg in overrides:
+        key, _, value = arg.partition("=")
+        parts = key.lstrip("+~").split(".")
+        if _ and len(parts) == 2 and parts[0] == "model" and parts[1] in net_keys:
+            raise _moved(parts[1], value)
+
+
 def _check_moved(cfg: DictConfig) -> None:
-    """A network setting given at the model's top (`+model.head=ordinal`, the path before
-    issue 25) instead of in its `net` node: name the new path rather than ignore it."""
+    """A network setting given at the model's top (`+model.head=ordinal`) instead of in its
+    `net` node: name the new path rather than ignore it."""
     model, net = _value(cfg, "model"), _value(cfg, "model.net")
     if not isinstance(model, DictConfig) or not isinstance(net, DictConfig):
         return
     for key in model:
         if key in net and not key.startswith("_"):
-            raise BincountError(
-                f"model.{key} is a setting of the network now: set model.net.{key} instead "
-                f"(e.g. model.net.{key}={_text(_value(cfg, f'model.net.{key}'))})"
-            )
+            raise _moved(key, _value(cfg, f"model.net.{key}"))
 
 
 def _check_strategy(cfg: DictConfig) -> None:

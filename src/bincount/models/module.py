@@ -88,7 +88,9 @@ class CountModule(pl.LightningModule):
     def head(self) -> nn.Module:
         return self.net.head
 
-    def use_data(self, preprocess: dict, class_counts: Callable[[str], list[int]]) -> None:
+    def use_data(
+        self, preprocess: dict, class_counts: Callable[[str], list[int]] | None = None
+    ) -> None:
         """What the data module says (its public `preprocess` and `class_counts`): the
         preprocessing, saved in every checkpoint; the training split's photos per count, read
         when fitting starts (after the data's setup) for model.net.prior=uniform."""

@@ -38,14 +38,20 @@ from bincount.training.hydra import instantiate
 log = logging.getLogger("bincount")
 
 
+def _net(module):
+    """The CountNet of a CountModule, or the CountNet itself."""
+    return module if hasattr(module, "scores") else module.net
+
+
 def _raw(module, x: torch.Tensor) -> torch.Tensor:
     """The head's raw input from pooled features (auxiliary outputs, if any, left out)."""
-    return module.net.net.get_classifier()(x)[:, : module.head.n_outputs]
+    net = _net(module)
+    return net.net.get_classifier()(x)[:, : net.head.n_outputs]
 
 
 def _logits(module, x: torch.Tensor) -> torch.Tensor:
     """Per-count log-probabilities under the model's prior (a CountModule or a CountNet)."""
-    return getattr(module, "network", module).scores(_raw(module, x))
+    return _net(module).scores(_raw(module, x))
 
 
 def evaluate(module, split: dict) -> tuple[dict[str, float], list[list[int]]]:

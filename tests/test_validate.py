@@ -225,3 +225,15 @@ def test_a_damaged_ckpt_path_is_one_line(tmp_path, damage):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     words = "is not a file" if damage == "folder" else "is not a complete checkpoint"
     assert f"ckpt_path={ckpt} {words}" in lines[0]
+
+
+def test_a_network_setting_at_its_old_path_is_named_with_its_new_one():
+    fine = ["model=resnet18", "model.label_smoothing=0.1", "model.net.head=ordinal", "--cfg"]
+    validate.check_moved_overrides(fine, config_dir())
+    for old in ("model.drop_rate=0.1", "+model.head_dropout=0.1", "~model.weights"):
+        key = old.lstrip("+~").split("=")[0].removeprefix("model.")
+        if "=" not in old:  # a deletion names no value: Hydra's own message
+            validate.check_moved_overrides([old], config_dir())
+            continue
+        with pytest.raises(BincountError, match=rf"set model\.net\.{key} instead"):
+            validate.check_moved_overrides([old], config_dir())

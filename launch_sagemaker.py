@@ -10,10 +10,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from bincount import validate
 from bincount.config import register_resolvers
 from bincount.errors import BincountError
 from bincount.sagemaker.launch.launcher import launch
 
+try:  # model.head=... (the path before issue 25): the new one named, as train.py does
+    validate.check_moved_overrides(sys.argv[1:], Path(__file__).parent / "conf")
+except BincountError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 register_resolvers()
 
 

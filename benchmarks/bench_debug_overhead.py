@@ -58,8 +58,9 @@ def grad_stats(repeat: int = 20) -> None:
 
     from bincount.callbacks.health import TrainingHealth, _layer_groups
     from bincount.models.module import CountModule
+    from bincount.models.network import CountNet
 
-    module = CountModule(pretrained=False)
+    module = CountModule(CountNet(pretrained=False))
     for p in module.parameters():
         p.grad = torch.randn_like(p)
     cb = TrainingHealth()

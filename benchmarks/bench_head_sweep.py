@@ -56,8 +56,8 @@ def default_features() -> tuple[dict, dict, object]:
 
     cfg = default_cfg("experiment=head_sweep")
     module = instantiate(cfg.model, freeze_backbone=True)
-    pre = module.preprocess
-    dm = instantiate(cfg.data, mean=pre["mean"], std=pre["std"])
+    dm = instantiate(cfg.data, network=module.net.data_config)
+    module.use_data(dm.preprocess, dm.class_counts)
     dm.prepare_data()
     splits, info = features.load_or_extract(module, dm, cfg.data.cache_dir)
     return splits, info, dm

@@ -34,10 +34,14 @@ ABID = ROOT.parent / "shared" / "abid"
 
 
 def make_run(tmp: Path) -> Path:
+    from bincount import preprocess
     from bincount.config import instantiate
     from bincount.training.head_only import save_checkpoint
 
-    module = instantiate(_cfg().model).eval()
+    cfg = _cfg()
+    module = instantiate(cfg.model).eval()
+    spec = preprocess.resolve(module.net.data_config, cfg.data.image_size, cfg.data.resize)
+    module.use_data(spec)  # as the data module gives it in training
     ckpt = tmp / "run" / "checkpoints" / "best.ckpt"
     save_checkpoint(module, ckpt)
     return tmp / "run"

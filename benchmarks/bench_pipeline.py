@@ -36,8 +36,7 @@ def default_datamodule(resized_cache: bool, workers: int, batch_size: int = 32):
         str(ROOT / "data"),
         batch_size=batch_size,
         num_workers=workers,
-        mean=(0.5, 0.5, 0.5),  # tf_efficientnet_lite0's own
-        std=(0.5, 0.5, 0.5),
+        network={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},  # tf_efficientnet_lite0's
         resized_cache=resized_cache,
     )
     dm.prepare_data()
@@ -109,12 +108,14 @@ def train_step_ips(batch, steps: int) -> float:
     from omegaconf import OmegaConf
 
     from bincount.models.module import CountModule
+    from bincount.models.network import CountNet
 
     torch.set_float32_matmul_precision("high")
     optimizer = instantiate(
         OmegaConf.create({"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3})
     )
-    module = CountModule(optimizer=optimizer)  # the default model: pretrained, channels last
+    # the default model: pretrained, channels last
+    module = CountModule(CountNet(), optimizer=optimizer)
     module.train()
     opt = module.optimizer_factory(module.parameters())
     x, y = batch

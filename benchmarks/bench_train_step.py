@@ -52,14 +52,15 @@ def new_module(channels_last: bool = True, fused: bool = False, scheduler=None):
     import torch
 
     from bincount.models.module import CountModule
+    from bincount.models.network import CountNet
 
     optimizer = functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.01)
     if fused:
         optimizer = functools.partial(optimizer, fused=True)
     return CountModule(
+        CountNet(channels_last=channels_last),
         optimizer=optimizer,
         scheduler=scheduler,
-        channels_last=channels_last,
         label_smoothing=0.1,
     )
 

@@ -41,8 +41,9 @@ def test_every_group_has_options():
 def test_group_option_composes_and_resolves(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}")
     OmegaConf.resolve(cfg)  # every interpolation resolves
-    assert cfg.model.counts == cfg.data.counts
-    assert cfg.model.image_size == cfg.data.image_size
+    assert cfg.model.net.counts == cfg.data.counts
+    # the preprocessing is the data's size and resize with the net's mean and std: not copied
+    assert not {"image_size", "resize"} & (set(cfg.model) | set(cfg.model.net))
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
@@ -60,16 +61,16 @@ def test_top_level_knobs_reach_the_groups(make_cfg):
 
 
 def test_model_choice_sets_the_backbone(make_cfg):
-    assert make_cfg().model.backbone == "tf_efficientnet_lite0"
-    assert make_cfg("model=resnet50").model.backbone == "resnet50"
-    assert make_cfg("model=mobilenetv3_small_100").model.backbone == "mobilenetv3_small_100"
+    assert make_cfg().model.net.backbone == "tf_efficientnet_lite0"
+    assert make_cfg("model=resnet50").model.net.backbone == "resnet50"
+    assert make_cfg("model=mobilenetv3_small_100").model.net.backbone == "mobilenetv3_small_100"
 
 
 def test_issue_example_overrides(make_cfg):
     cfg = make_cfg(
         "model=efficientnet_lite0", "batch_size=64", "trainer.max_epochs=5", "data.image_size=320"
     )
-    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.model.image_size) == (64, 5, 320)
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.image_size) == (64, 5, 320)
 
 
 def test_experiments_select_their_runner(make_cfg):
@@ -80,5 +81,9 @@ def test_experiments_select_their_runner(make_cfg):
     assert set(ensemble.runner.members) == {"ordinal", "turns"}
     best = make_cfg("experiment=best")  # best_single's training, answered with flip TTA
     assert best.runner._target_ == "bincount.training.fit.run"
-    assert (best.model.tta, best.model.prior, best.trainer.max_epochs) == ("flips", "uniform", 8)
+    assert (best.model.net.tta, best.model.net.prior, best.trainer.max_epochs) == (
+        "flips",
+        "uniform",
+        8,
+    )
     assert "ensemble" not in make_cfg() and "head_only" not in make_cfg("experiment=head_sweep")

@@ -85,8 +85,11 @@ def _fails(proc, *words):
     [
         (["data.source=/no/such/folder"], ["does not exist", "data.source="]),
         (["model=resnet5O"], ["model/resnet5O", "resnet50"]),
-        (["model.backbone=resnet5O"], ["unknown backbone", "did you mean"]),
-        (["model=resnet50", "lr=0.01"], ["resnet50", "model.pretrained=false", "model.weights="]),
+        (["model.net.backbone=resnet5O"], ["unknown backbone", "did you mean"]),
+        (
+            ["model=resnet50", "lr=0.01"],
+            ["resnet50", "model.net.pretrained=false", "model.net.weights="],
+        ),
         (["lrr=0.1"], ["lrr"]),
         (["batch_size=0"], ["batch_size=0"]),
     ],
@@ -107,7 +110,7 @@ def test_user_errors_are_clear(tmp_path, overrides, words):
 
 @pytest.mark.long
 def test_random_weights_train_when_asked(tiny_source, tmp_path):
-    proc = fast_dev_run(tiny_source, tmp_path, "model=resnet18", "model.pretrained=false")
+    proc = fast_dev_run(tiny_source, tmp_path, "model=resnet18", "model.net.pretrained=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "random weights" in proc.stderr + proc.stdout
     assert Path(tmp_path / "run" / "metrics.json").exists()

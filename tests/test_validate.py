@@ -70,9 +70,9 @@ FREE = (
     "data.counts",
     "data.split",
     "data.train_on",
-    "model.counts",
-    "model.backbone",
-    "model.weights",
+    "model.net.counts",
+    "model.net.backbone",
+    "model.net.weights",
     "model.optimizer",
     "model.scheduler",
     "trainer.strategy",
@@ -193,6 +193,9 @@ def test_validate_spells_the_models_and_datas_values():
         ("ckpt_path=", "ckpt_path= is not a path"),
         ("trainer.devices=sideways", "trainer.devices='sideways' is not a whole number"),
         ("trainer.strategy=sideways", "trainer.strategy=sideways is not a strategy"),
+        # the paths of before issue 25
+        ("model.head=ordinal", "model.head is a setting of the network now: set model.net.head"),
+        ("+model.tta=flips", "model.tta is a setting of the network now: set model.net.tta"),
     ],
 )
 def test_a_bad_setting_is_one_line(tmp_path, override, words):
@@ -232,3 +235,15 @@ def test_a_setting_given_to_a_library_call_is_checked_by_the_same_rule():
         validate.check_setting("batch_size", 0, "--batch-size", "--batch-size 32")
     with pytest.raises(KeyError):
         validate.check_setting("no.such.key", 1)
+
+
+def test_a_network_setting_at_its_old_path_is_named_with_its_new_one():
+    fine = ["model=resnet18", "model.label_smoothing=0.1", "model.net.head=ordinal", "--cfg"]
+    validate.check_moved_overrides(fine, config_dir())
+    for old in ("model.drop_rate=0.1", "+model.head_dropout=0.1", "~model.weights"):
+        key = old.lstrip("+~").split("=")[0].removeprefix("model.")
+        if "=" not in old:  # a deletion names no value: Hydra's own message
+            validate.check_moved_overrides([old], config_dir())
+            continue
+        with pytest.raises(BincountError, match=rf"set model\.net\.{key} instead"):
+            validate.check_moved_overrides([old], config_dir())

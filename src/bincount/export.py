@@ -37,8 +37,8 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike | None = N
         raise BincountError(f"{ckpt} is already an ONNX model: export a run folder or a .ckpt")
     net = inference.load_net(ckpt)
     # The whole net, not its backbone alone: the head (ordinal, regress) turns the net's raw
-    # output into per-count scores, and test-time augmentation (model.tta) is part of the answer
-    # too; auxiliary training outputs (model.aux_weight) are left out. As the torch path answers.
+    # output into per-count scores, and test-time augmentation (model.net.tta) is part of the answer
+    # too; auxiliary training outputs (model.net.aux) are left out. As the torch path answers.
     net.channels_last = False
     net = net.to(memory_format=torch.contiguous_format)
     size = net.preprocess["image_size"]

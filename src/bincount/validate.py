@@ -26,6 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bincount.errors import BincountError
+from bincount.preprocess import RESIZES
 
 _MISSING = object()
 
@@ -205,13 +206,15 @@ RULES: dict[str, Rule] = {
         low=0, low_open=True, high=1, hint="a share in (0, 1], e.g. data.train_fraction=0.5"
     ),
     "data.seed": Rule(whole=True, low=0, hint="a whole number >= 0, e.g. seed=42"),
-    "model.image_size": Rule(
-        whole=True, low=32, high=2048, hint="32 to 2048 pixels, e.g. data.image_size=224"
+    "model.net.drop_rate": Rule(
+        low=0, high=1, high_open=True, hint="a rate in [0, 1), e.g. model.net.drop_rate=0.2"
     ),
-    "model.drop_rate": Rule(
-        low=0, high=1, high_open=True, hint="a rate in [0, 1), e.g. model.drop_rate=0.2"
+    "model.net.drop_path_rate": Rule(
+        low=0, high=1, high_open=True, hint="a rate in [0, 1), e.g. 0.1"
     ),
-    "model.drop_path_rate": Rule(low=0, high=1, high_open=True, hint="a rate in [0, 1), e.g. 0.1"),
+    "model.net.head_dropout": Rule(
+        low=0, high=1, high_open=True, hint="a rate in [0, 1), e.g. 0.1"
+    ),
     "model.label_smoothing": Rule(
         low=0, high=1, high_open=True, hint="a share in [0, 1), e.g. 0.1"
     ),
@@ -265,12 +268,11 @@ RULES: dict[str, Rule] = {
 }
 
 _MODES = Choice(("max", "min"), hint="max (accuracy-like) or min (a loss or an error)")
-# Spelled here (torch-free): the same as bincount.models.network (HEADS, TTA_VIEWS, PRIORS) and
-# bincount.data.transforms.RESIZES; tests/test_validate.py checks they agree.
+# Spelled here (torch-free): the same as bincount.models.network (HEADS, TTA_VIEWS, PRIORS);
+# tests/test_validate.py checks they agree. The resizes are bincount.preprocess's own.
 HEADS = ("classify", "ordinal", "regress")
 TTAS = (False, True, "none", "flips", "dihedral")
 PRIORS = ("train", "uniform")
-RESIZES = ("letterbox", "squash")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 PRECISIONS = (
     "auto",
@@ -302,10 +304,11 @@ CHOICES: dict[str, Choice] = {
         ("step", "epoch"), nullable=True, hint="epoch or step"
     ),
     "data.resize": Choice(RESIZES, hint="letterbox (keep the aspect ratio) or squash"),
-    "model.resize": Choice(RESIZES, hint="letterbox (keep the aspect ratio) or squash"),
-    "model.head": Choice(HEADS, hint="classify, ordinal or regress, e.g. model.head=classify"),
-    "model.tta": Choice(TTAS, nullable=True, hint="false, flips (4 views) or dihedral (8)"),
-    "model.prior": Choice(PRIORS, hint="train or uniform, e.g. model.prior=uniform"),
+    "model.net.head": Choice(
+        HEADS, hint="classify, ordinal or regress, e.g. model.net.head=classify"
+    ),
+    "model.net.tta": Choice(TTAS, nullable=True, hint="false, flips (4 views) or dihedral (8)"),
+    "model.net.prior": Choice(PRIORS, hint="train or uniform, e.g. model.net.prior=uniform"),
     "trainer.accelerator": Choice(
         ACCELERATORS, hint="auto, cpu or gpu, e.g. trainer.accelerator=cpu"
     ),
@@ -314,9 +317,10 @@ CHOICES: dict[str, Choice] = {
     "data.rotate": _bool("true or false"),
     "data.balanced": _bool("true or false"),
     "data.resized_cache": _bool("true or false"),
-    "model.pretrained": _bool("true or false (false: random weights)"),
+    "model.net.pretrained": _bool("true or false (false: random weights)"),
+    "model.net.channels_last": _bool("true or false"),
+    "model.net.aux": _bool("true or false (true: train the auxiliary outputs, model.aux_weight)"),
     "model.freeze_backbone": _bool("true or false"),
-    "model.channels_last": _bool("true or false"),
     "trainer.deterministic": Choice((True, False, "warn"), nullable=True, hint="true or false"),
     "trainer.sync_batchnorm": _bool("true or false"),
     "trainer.enable_progress_bar": _bool("true, false or null (a bar on a terminal)", True),
@@ -408,11 +412,43 @@ def check_train_config(cfg: DictConfig) -> None:
                 problem = rule.problem(value)
                 if problem is not None:
                     raise _fail(cfg, key, value, problem, rule)
+    _check_moved(cfg)
     _check_strategy(cfg)
     _check_counts(cfg)
     _check_split(cfg)
     _check_end(cfg)
     _check_ckpt_path(cfg)
+
+
+def _moved(key: str, value) -> BincountError:
+    return BincountError(
+        f"model.{key} is a setting of the network now: set model.net.{key} instead "
+        f"(e.g. model.net.{key}={_text(value)})"
+    )
+
+
+def check_moved_overrides(overrides: list[str], conf: str | os.PathLike) -> None:
+    """`model.head=ordinal` on the command line, the path before issue 25 (a key of the `net`
+    node of `conf`/model/efficientnet_lite0.yaml): the new path named, before Hydra says "not
+    in struct"."""
+    net = OmegaConf.load(os.path.join(conf, "model", "efficientnet_lite0.yaml")).net
+    net_keys = [k for k in net if not k.startswith("_")]
+    for arg in overrides:
+        key, _, value = arg.partition("=")
+        parts = key.lstrip("+~").split(".")
+        if _ and len(parts) == 2 and parts[0] == "model" and parts[1] in net_keys:
+            raise _moved(parts[1], value)
+
+
+def _check_moved(cfg: DictConfig) -> None:
+    """A network setting given at the model's top (`+model.head=ordinal`) instead of in its
+    `net` node: name the new path rather than ignore it."""
+    model, net = _value(cfg, "model"), _value(cfg, "model.net")
+    if not isinstance(model, DictConfig) or not isinstance(net, DictConfig):
+        return
+    for key in model:
+        if key in net and not key.startswith("_"):
+            raise _moved(key, _value(cfg, f"model.net.{key}"))
 
 
 def _check_strategy(cfg: DictConfig) -> None:

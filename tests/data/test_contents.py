@@ -13,7 +13,9 @@ from runner import run_train
 
 from bincount.data import contents
 from bincount.data.datamodule import BinDataModule
-from bincount.models.module import AUX_TARGETS, CountModule, aux_loss
+from bincount.models.module import CountModule, aux_loss
+from bincount.models.network import CountNet
+from bincount.preprocess import AUX_TARGETS
 
 
 def test_figures_of_a_real_metadata_file(abid):
@@ -40,7 +42,11 @@ def test_what_the_metadata_cannot_say_is_nan():
 def test_batches_carry_standardised_targets_only_when_asked(tiny_source, tmp_path):
     def dm(aux):
         d = BinDataModule(
-            str(tiny_source), str(tmp_path / "d"), batch_size=4, num_workers=0, aux=aux
+            str(tiny_source),
+            str(tmp_path / "d"),
+            batch_size=4,
+            num_workers=0,
+            network={"aux_targets": AUX_TARGETS if aux else ()},
         )
         d.prepare_data()
         d.setup()
@@ -70,9 +76,10 @@ def test_aux_loss_ignores_unknown_targets():
 
 
 def test_the_aux_outputs_never_reach_the_count_scores():
-    m = CountModule(pretrained=False, head="ordinal", aux_weight=0.5, channels_last=False)
+    net = CountNet(pretrained=False, head="ordinal", aux=True, channels_last=False)
+    m = CountModule(net, aux_weight=0.5)
     m.eval()
-    assert m.net.get_classifier().out_features == 1 + 3
+    assert m.net.net.get_classifier().out_features == 1 + 3
     with torch.no_grad():
         assert m(torch.zeros(2, 3, 64, 64)).shape == (2, 5)
 
@@ -86,6 +93,7 @@ def test_training_with_the_aux_head_logs_its_loss(tiny_source, tmp_path):
         f"hydra.run.dir={tmp_path / 'run'}",
         "data.image_size=64",
         "data.num_workers=0",
+        "model.net.aux=true",
         "model.aux_weight=0.5",
         "trainer.max_epochs=2",
     )

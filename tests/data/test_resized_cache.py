@@ -98,8 +98,7 @@ def test_datamodule_gives_the_same_tensors_with_and_without_the_cache(source, tm
             image_size=SIZE,
             batch_size=8,
             num_workers=0,
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
+            network={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
             resized_cache=cached,
             resize=resize,
         )

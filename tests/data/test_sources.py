@@ -245,6 +245,7 @@ def test_a_source_with_stub_metadata_trains_describes_and_is_left_out_of_orders(
         tmp_path,
         "data.image_size=64",
         "trainer.max_epochs=1",
+        "model.net.aux=true",
         "model.aux_weight=0.5",
     )
     log_text = (run / "train.log").read_text() if (run / "train.log").exists() else ""

@@ -77,7 +77,12 @@ def test_hub_backbone_offline_fails_at_once_naming_the_ways_out(monkeypatch):
     with pytest.raises(BincountError) as e:
         backbones.create_backbone("resnet50", 5, pretrained=True)
     msg = str(e.value)
-    for words in ("resnet50", "model.pretrained=false", "model.weights=PATH", "efficientnet_lite0"):
+    for words in (
+        "resnet50",
+        "model.net.pretrained=false",
+        "model.net.weights=PATH",
+        "efficientnet_lite0",
+    ):
         assert words in msg
 
 

@@ -11,6 +11,7 @@ import torch
 from bincount.errors import BincountError
 from bincount.models import heads
 from bincount.models.module import CountModule
+from bincount.models.network import CountNet
 
 COUNTS = [1, 2, 3, 4, 5]
 
@@ -58,9 +59,10 @@ def test_unknown_head_is_named():
 
 
 @functools.cache
-def small(**kw) -> CountModule:
+def small(layer_decay: float | None = None, **net) -> CountModule:
     torch.manual_seed(0)
-    return CountModule("tf_efficientnet_lite0", COUNTS, pretrained=False, **kw).eval()
+    net = CountNet("tf_efficientnet_lite0", COUNTS, pretrained=False, **net)
+    return CountModule(net, layer_decay=layer_decay).eval()
 
 
 @pytest.mark.parametrize(
@@ -73,9 +75,9 @@ def test_tta_averages_the_symmetries(kind, tta):
         out = module(x)
         flipped = module(x.flip(2))
         turned = module(x.rot90(1, (2, 3)))
-        module.hparams.tta = False
+        module.net.tta = False
         plain = module(x)
-        module.hparams.tta = tta
+        module.net.tta = tta
     assert torch.allclose(out.softmax(1).sum(1), torch.ones(2), atol=1e-5)
     assert torch.allclose(out, flipped, atol=1e-4)  # the same views, the same answer
     assert torch.allclose(out, turned, atol=1e-4) == (tta == "dihedral")
@@ -84,7 +86,7 @@ def test_tta_averages_the_symmetries(kind, tta):
 
 def test_unknown_tta_is_named():
     module = small(tta="sideways")
-    with pytest.raises(BincountError, match=r"model\.tta='sideways'"):
+    with pytest.raises(BincountError, match=r"model\.net\.tta='sideways'"):
         module(torch.randn(1, 3, 32, 32))
 
 
@@ -100,16 +102,16 @@ def test_layer_decay_lowers_the_lr_down_the_backbone():
     assert n == len([p for p in module.parameters() if p.requires_grad])
 
 
-def test_layer_decay_out_of_range_is_named():
-    module = small(layer_decay=1.5)
-    module.optimizer_factory = functools.partial(torch.optim.AdamW, lr=0.01)
-    with pytest.raises(BincountError, match=r"layer_decay=1\.5"):
-        module.configure_optimizers()
+def test_layer_decay_out_of_range_is_named(make_cfg):
+    from bincount import validate  # the one check of the model's numbers
+
+    with pytest.raises(BincountError, match=r"model\.layer_decay=1\.5 must be at most 1"):
+        validate.check_train_config(make_cfg("model.layer_decay=1.5"))
 
 
 def test_drop_path_rate_reaches_the_backbone():
-    blocks = [m for m in small(drop_path_rate=0.2).net.modules() if hasattr(m, "drop_path")]
+    blocks = [m for m in small(drop_path_rate=0.2).net.net.modules() if hasattr(m, "drop_path")]
     rates = [b.drop_path.drop_prob for b in blocks if hasattr(b.drop_path, "drop_prob")]
     assert rates and max(rates) > 0.1  # timm scales it up to 0.2 over the depth
-    plain = [m for m in small().net.modules() if hasattr(m, "drop_path")]
+    plain = [m for m in small().net.net.modules() if hasattr(m, "drop_path")]
     assert not [b for b in plain if hasattr(b.drop_path, "drop_prob")]

@@ -92,7 +92,7 @@ def test_table_of_what_varies_ranked_with_the_best_and_failed_runs(sweep, capsys
     header = lines[1].split()
     assert header[:5] == ["run", "lr", "batch_size", "objective", "val/acc"]
     assert header[-2:] == ["epochs", "time"] and "test/acc" in header
-    assert "model.backbone" not in header  # the same in every run: not a column
+    assert "model.net.backbone" not in header  # the same in every run: not a column
     rows = rows_of(out, 4)
     assert [r[0] for r in rows] == ["1", "2", "0", "3"]
     assert [r[3] for r in rows] == ["0.5500", "0.4500", "0.3000", "0.2000"]
@@ -121,12 +121,12 @@ def test_table_of_what_varies_ranked_with_the_best_and_failed_runs(sweep, capsys
 
 def test_a_swept_key_is_a_column(trained_run, tmp_path, capsys):
     for i, head in enumerate(["classify", "ordinal"]):
-        fake_trial(trained_run, tmp_path / "s" / str(i), 0.3 + 0.1 * i, {"model.head": head})
+        fake_trial(trained_run, tmp_path / "s" / str(i), 0.3 + 0.1 * i, {"model.net.head": head})
     assert main(["compare", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[1].split()[:3] == ["run", "model.head", "objective"]
+    assert out.splitlines()[1].split()[:3] == ["run", "model.net.head", "objective"]
     assert [r[:2] for r in rows_of(out, 2)] == [["1", "ordinal"], ["0", "classify"]]
-    assert "reproduce: python train.py" in out and out.count("model.head=ordinal") == 1
+    assert "reproduce: python train.py" in out and out.count("model.net.head=ordinal") == 1
 
 
 def test_metric_sort_and_columns_flags(sweep, tmp_path, capsys):
@@ -192,7 +192,7 @@ def test_a_run_without_its_command_line_is_reproduced_from_its_config(sweep):
     runs = collect([sweep])
     assert runs.best.path.name == "1"
     command = reproduce(runs.best, runs)
-    assert command.startswith("python train.py lr=0.001 batch_size=32 model.backbone=")
+    assert command.startswith("python train.py lr=0.001 batch_size=32 model.net.backbone=")
     assert command.endswith("# from config.yaml: the command line was not recorded")
 
 

@@ -180,7 +180,8 @@ def ckpt_blob(served_run):
 
 def test_a_checkpoint_of_another_network_is_one_short_true_line(ckpt_blob, tmp_path):
     other = dict(ckpt_blob)
-    other["hyper_parameters"] = {**ckpt_blob["hyper_parameters"], "backbone": "resnet18"}
+    hparams = ckpt_blob["hyper_parameters"]
+    other["hyper_parameters"] = {**hparams, "net": {**hparams["net"], "backbone": "resnet18"}}
     path = tmp_path / "other.ckpt"
     torch.save(other, path)
     with pytest.raises(BincountError) as e:

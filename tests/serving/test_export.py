@@ -66,9 +66,10 @@ def test_onnx_answers_like_torch_for_every_head_tta_and_aux(tiny_source, tmp_pat
         f"hydra.run.dir={run}",
         "data.image_size=64",
         "data.num_workers=0",
-        "model.head=ordinal",
+        "model.net.head=ordinal",
+        "model.net.aux=true",
         "model.aux_weight=0.5",
-        "model.tta=flips",
+        "model.net.tta=flips",
         "test=false",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

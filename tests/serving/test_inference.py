@@ -31,7 +31,7 @@ def test_model_fn_reads_run_folder_and_checkpoint_alike(served_run, torch_model)
     assert direct.info["version"] == torch_model.info["version"]
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]
     assert torch_model.preprocess == dict(saved["preprocess"])
-    assert torch_model.counts == list(saved["counts"])
+    assert torch_model.counts == list(saved["net"]["counts"])
     assert torch_model.transform.transforms[0].size == saved["preprocess"]["image_size"]
     assert torch_model.info["calibrated"] and torch_model.temperature > 0
 

@@ -15,7 +15,7 @@ from bincount.reports.evaluate import evaluate
 
 MEMBERS = (
     "runner=ensemble",
-    'runner.members={plain:["experiment=smoke"],ordinal:["experiment=smoke","model.head=ordinal"]}',
+    'runner.members={plain:["experiment=smoke"],ordinal:["experiment=smoke","model.net.head=ordinal"]}',
 )
 
 
@@ -75,8 +75,8 @@ def test_ensemble_trains_members_and_scores_their_average(tiny_source, tmp_path)
     "members, words",
     [
         ("runner.members={only:[]}", "at least two members"),
-        ('runner.members={a:["experiment=smoke"],b:"model.head=ordinal"}', "list of overrides"),
-        ('runner.members={a:["experiment=smoke"],b:["model.head=boxes"]}', "member b failed"),
+        ('runner.members={a:["experiment=smoke"],b:"model.net.head=ordinal"}', "list of overrides"),
+        ('runner.members={a:["experiment=smoke"],b:["model.net.head=boxes"]}', "member b failed"),
     ],
 )
 @pytest.mark.long

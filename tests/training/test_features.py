@@ -51,8 +51,7 @@ def test_the_checkpoint_is_the_frozen_backbone_and_the_trained_head(head_run, tm
         cfg.data.cache_dir,
         image_size=64,
         num_workers=0,
-        mean=module.preprocess["mean"],
-        std=module.preprocess["std"],
+        network=module.data_config,
     )
     dm.setup()
     tf = transforms.build(module.preprocess, train=False)

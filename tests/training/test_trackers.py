@@ -203,14 +203,14 @@ def test_names_say_sweep_trial_and_what_varies(make_cfg, tmp_path):
 
 
 def test_hyperparameters_are_the_main_and_the_swept_ones(make_cfg, tmp_path):
-    cfg = make_cfg("model.drop_rate=0.3", "data.image_size=96")
+    cfg = make_cfg("model.net.drop_rate=0.3", "data.image_size=96")
     ident = identity.identify(
         cfg,
         multirun=True,
         sweep_dir=tmp_path,
         job_num=0,
-        task_overrides=["model.drop_rate=0.3"],
-        argv=["-m", "model.drop_rate=0.1,0.3", "lr=0.001,0.01"],
+        task_overrides=["model.net.drop_rate=0.3"],
+        argv=["-m", "model.net.drop_rate=0.1,0.3", "lr=0.001,0.01"],
         env={},
     )
     assert identity.hparams(cfg, ident) == {
@@ -221,7 +221,7 @@ def test_hyperparameters_are_the_main_and_the_swept_ones(make_cfg, tmp_path):
         "image_size": 96,
         "epochs": 6,
         "data": "abid",
-        "model.drop_rate": 0.3,
+        "model.net.drop_rate": 0.3,
     }
     assert identity.data_label(["/a/abid", {"path": "s3://b/abid-more/", "squashed": True}]) == (
         "abid+abid-more"

@@ -196,7 +196,7 @@ class PoorInitialization(Rule):
     name: ClassVar[str] = "poor_initialization"
     when: ClassVar[str] = "start"
     hint: ClassVar[str] = (
-        "poor weight initialisation: use the pretrained weights (model.pretrained=true) or a "
+        "poor weight initialisation: use the pretrained weights (model.net.pretrained=true) or a "
         "random init scaled to the layer (Kaiming/Xavier); never constant or zero weights"
     )
     min_activation_std: float = 1e-6
@@ -288,7 +288,7 @@ class Overfitting(Rule):
     when: ClassVar[str] = "epoch"
     hint: ClassVar[str] = (
         "overfitting: more data or augmentation (data.jitter), more regularisation "
-        "(model.drop_rate, optimizer weight decay), fewer epochs, or keep the best checkpoint"
+        "(model.net.drop_rate, optimizer weight decay), fewer epochs, or keep the best checkpoint"
     )
     patience: int = 3
     tolerance: float = 0.05

@@ -51,8 +51,10 @@ def run_images(args) -> int:
     from bincount.models import backbones
 
     # The padding colour is the backbone's mean, as in training (no weights are needed).
-    mean, std = backbones.normalization(timm.create_model(cfg.model.backbone, pretrained=False))
-    datamodule = instantiate(cfg.data, mean=mean, std=std, resized_cache=True)
+    model = timm.create_model(cfg.model.net.backbone, pretrained=False)
+    mean, std = backbones.normalization(model)
+    network = {"mean": mean, "std": std}  # the net's side (CountNet.data_config) without a net
+    datamodule = instantiate(cfg.data, network=network, resized_cache=True)
     datamodule.prepare_data()
     print(f"resized-image cache: {datamodule.cache.path} ({len(datamodule.cache)} images)")
     print("train with data.resized_cache=true to read it")

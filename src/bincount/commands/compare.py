@@ -13,7 +13,7 @@ EXAMPLES = """examples:
   bincount compare outputs/multirun/2026-11-25/10-00-00      # a sweep
   bincount compare outputs/2026-11-25 outputs/multirun        # every run below these folders
   bincount compare outputs/multirun/<date>/<time> --metric val/macro_acc --sort lr
-  bincount compare outputs/multirun/<date>/<time> --columns lr,model.head,val/acc,test/acc
+  bincount compare outputs/multirun/<date>/<time> --columns lr,model.net.head,val/acc,test/acc
   bincount compare outputs/multirun/<date>/<time> -o /tmp/cmp --top 10
 
 Runs on S3 (a SageMaker job's): `bincount pull JOB_NAME` first, then compare its folder.
@@ -77,6 +77,6 @@ def register(subparsers) -> dict:
         type=_names,
         metavar="A,B,...",
         help="show these columns instead (after run): config keys, metrics, objective, epochs, "
-        "time, started; e.g. lr,model.head,val/acc,test/acc",
+        "time, started; e.g. lr,model.net.head,val/acc,test/acc",
     )
     return {"compare": p}

@@ -104,7 +104,7 @@ def register(subparsers) -> dict:
         "--prior",
         choices=["train", "uniform"],
         help="the prior over counts to answer under (default: as the model was trained, "
-        "model.prior): uniform divides the training split's count frequencies out (for a "
+        "model.net.prior): uniform divides the training split's count frequencies out (for a "
         "balanced stream of bins), train keeps them",
     )
     p.add_argument("-o", "--output", help="folder for the results")

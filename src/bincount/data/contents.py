@@ -7,7 +7,7 @@ height in inches, weight in pounds). Three figures summarise how full the bin is
 - `log_weight`: log(1 + their total weight, in pounds),
 - `distinct`: how many different products (ASINs) there are.
 
-They are targets of an auxiliary head during training only (`model.aux_weight`); a photo alone
+They are targets of an auxiliary head during training only (`model.net.aux`, weighted by `model.aux_weight`); a photo alone
 is what the model sees at inference. A figure that a file cannot give (a missing dimension or
 weight) is NaN and left out of the loss; a photo whose metadata lists no products (a stub, as
 ../shared/abid-256's are) has no figure at all, and `load_paths` says how many.
@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 
 from bincount.data import layout
+from bincount.preprocess import AUX_TARGETS
 
 log = logging.getLogger(__name__)
-NAMES = ("log_volume", "log_weight", "distinct")
+NAMES = AUX_TARGETS  # the network's auxiliary outputs predict these, in this order
 
 
 def _value(item: dict, key: str) -> float:

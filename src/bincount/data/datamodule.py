@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from bincount import hardware
+from bincount import hardware, preprocess
 from bincount.data import contents, layout, manifest, resized, sampling, sources, transforms
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json
@@ -131,18 +131,20 @@ class BinDataModule(pl.LightningDataModule):
         jitter: float = 0.2,
         rotate: bool = False,
         max_per_split: int | None = None,
-        mean: list[float] = transforms.IMAGENET_MEAN,
-        std: list[float] = transforms.IMAGENET_STD,
         resized_cache: bool = False,
         train_on: list[str] = ("train",),
         balanced: bool = False,
         train_fraction: float = 1.0,
-        aux: bool = False,
         resize: str = "letterbox",
         copies_per_epoch: float = 1.0,
         progressive: list | None = None,
         max_bad_images: int | None = 10,
+        network: dict | None = None,
     ):
+        """`network`: the network's side of the preprocessing (`CountNet.data_config`: its
+        backbone's mean and std, the auxiliary targets its extra outputs predict); ImageNet's
+        mean and std, no targets, when None. Joined with image_size and resize once, here
+        (`bincount.preprocess.resolve`): `preprocess` is what the checkpoint stores."""
         super().__init__()
         # A folder or s3:// URI, or a list of them (sources.parse_sources: copies too).
         self.sources = sources.parse_sources(source)
@@ -159,7 +161,7 @@ class BinDataModule(pl.LightningDataModule):
         self.jitter = jitter
         self.rotate = bool(rotate)
         self.max_per_split = max_per_split
-        self.preprocess = transforms.preprocess_spec(image_size, mean, std, resize)
+        self.preprocess = preprocess.resolve(network, image_size, resize)
         self.resized_cache = bool(resized_cache)
         self.train_on = tuple(train_on)
         bad = [s for s in self.train_on if s not in ("train", "val")]
@@ -170,7 +172,8 @@ class BinDataModule(pl.LightningDataModule):
             )
         self.balanced = bool(balanced)
         self.train_fraction = float(train_fraction)
-        self.aux = bool(aux)
+        # the metadata's figures in every batch, for the network's auxiliary outputs
+        self.aux = bool((network or {}).get("aux_targets"))
         if not 0 < self.train_fraction <= 1:
             raise BincountError(
                 f"data.train_fraction={train_fraction}: use a share of the training images in "

@@ -19,10 +19,10 @@ from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
 from bincount.errors import BincountError
+from bincount.preprocess import RESIZES, check_resize, resize_mode
+from bincount.preprocess import spec as preprocess_spec
 
-RESIZES = ("letterbox", "squash")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["RESIZES", "check_resize", "preprocess_spec", "resize_mode"]
 
 
 #: the EXIF tag that says how the camera was held (1: upright; 2-8: flipped and/or turned)
@@ -91,36 +91,12 @@ class Squash:
         return f"Squash(size={self.size})"
 
 
-def check_resize(resize: str) -> str:
-    if resize not in RESIZES:
-        raise BincountError(
-            f"data.resize={resize!r}: use letterbox (keep the aspect ratio, pad to a square) or "
-            "squash (stretch to a square)"
-        )
-    return resize
-
-
-def resize_mode(preprocess: dict) -> str:
-    """The preprocess dict's resize; checkpoints from before it was a setting letterbox."""
-    return check_resize(preprocess.get("resize", "letterbox"))
-
-
 def resizer(preprocess: dict) -> Letterbox | Squash:
     """The step that makes an image square as `preprocess` says."""
     size = int(preprocess["image_size"])
     if resize_mode(preprocess) == "squash":
         return Squash(size)
     return Letterbox(size, letterbox_fill(preprocess))
-
-
-def preprocess_spec(image_size: int, mean, std, resize: str = "letterbox") -> dict:
-    """What inference needs to reproduce evaluation preprocessing; stored in checkpoints."""
-    return {
-        "resize": check_resize(resize),
-        "image_size": int(image_size),
-        "mean": [float(m) for m in mean],
-        "std": [float(s) for s in std],
-    }
 
 
 def letterbox_fill(preprocess: dict) -> tuple[int, int, int]:

@@ -25,13 +25,13 @@ import torch
 from bincount import rundir
 from bincount.data import transforms
 from bincount.errors import BincountError
-from bincount.models.network import AUX_TARGETS, CountNet
+from bincount.models.network import CountNet
 
 log = logging.getLogger(__name__)
 
 CALIBRATION = rundir.CALIBRATION  # the run folder's names are rundir's
 ONNX_META = "model.json"
-# The state_dict prefixes of the net (CountModule registers CountNet's parts under them).
+# The state_dict prefixes of the net (a CountModule's checkpoint keys are its CountNet's).
 NET_KEYS = ("net.", "head.")
 
 
@@ -170,9 +170,8 @@ def load_net(ckpt: Path) -> CountNet:
         try:
             hparams = dict(blob["hyper_parameters"])
             state = {k: v for k, v in blob["state_dict"].items() if k.startswith(NET_KEYS)}
-            # CountModule's auxiliary outputs (model.aux_weight > 0): more outputs of the net.
-            n_aux = len(AUX_TARGETS) if hparams.get("aux_weight") else 0
-            net = CountNet.from_hparams(hparams, n_aux=n_aux, pretrained=False)
+            # its `net` record, or an older checkpoint's flat arguments (from_checkpoint)
+            net = CountNet.from_checkpoint(hparams, pretrained=False)
         except Exception as e:
             raise BincountError(
                 f"{ckpt}: its hyper_parameters do not describe a network bincount builds "
@@ -182,7 +181,7 @@ def load_net(ckpt: Path) -> CountNet:
         if mismatch:
             raise BincountError(
                 f"{ckpt} holds the weights of another network than its hyper_parameters build "
-                f"(backbone {hparams.get('backbone', '?')}): {mismatch} weights: {fix}"
+                f"(backbone {net.backbone_name}): {mismatch} weights: {fix}"
             )
         try:
             net.load_state_dict(state)

@@ -113,15 +113,15 @@ def _no_weights(name: str, why: str, env=None) -> BincountError:
             f"cannot get pretrained weights for backbone {name}: {why}. This SageMaker job "
             "has no route to the model hub (sagemaker.network_isolation, or a VPC without a NAT "
             "gateway or proxy). Ways out: pass the weights as data, launching with "
-            "model.weights=s3://BUCKET/KEY.pth (or a local file, which the launcher uploads); "
+            "model.net.weights=s3://BUCKET/KEY.pth (or a local file, which the launcher uploads); "
             "or give the VPC a NAT gateway; or use model=efficientnet_lite0 (weights shipped "
             "offline)"
         )
     return BincountError(
         f"cannot get pretrained weights for backbone {name}: {why}. Ways out: "
         "run where the model hub is reachable; or give a local file with "
-        "model.weights=PATH; or use the offline default model=efficientnet_lite0; or train "
-        "from random weights on purpose with model.pretrained=false"
+        "model.net.weights=PATH; or use the offline default model=efficientnet_lite0; or train "
+        "from random weights on purpose with model.net.pretrained=false"
     )
 
 
@@ -141,11 +141,15 @@ def _check_timm_weights(name: str) -> None:
 def _load_file(path: str, model: nn.Module) -> dict[str, torch.Tensor]:
     p = Path(path).expanduser()
     if not p.is_file():
-        raise BincountError(f"model.weights={path}: no such file; give the path of a state dict")
+        raise BincountError(
+            f"model.net.weights={path}: no such file; give the path of a state dict"
+        )
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise BincountError(f"model.weights={path} is not a PyTorch weights file ({e})") from None
+        raise BincountError(
+            f"model.net.weights={path} is not a PyTorch weights file ({e})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint
         state = {k.removeprefix("backbone."): v for k, v in state["state_dict"].items()}
     keys = set(model.state_dict())
@@ -192,8 +196,8 @@ def create_backbone(
     models whose timm class takes it (a clear error names the ones that do not)."""
     if name not in timm.list_models():
         raise BincountError(
-            f"unknown backbone {name!r}{suggest(name)}: set model.backbone to a timm model name "
-            "or pick a config: model=efficientnet_lite0|efficientnet_lite1|efficientnet_lite2|"
+            f"unknown backbone {name!r}{suggest(name)}: set model.net.backbone to a timm model "
+            "name or pick a config: model=efficientnet_lite0|efficientnet_lite1|efficientnet_lite2|"
             "resnet18|resnet50|mobilenetv3_small_100"
         )
     kw = {"drop_rate": drop_rate}
@@ -211,7 +215,7 @@ def create_backbone(
             model = timm.create_model(name, pretrained=False, **kw)
         except TypeError as e:
             raise BincountError(
-                f"backbone {name} does not take model.drop_path_rate ({e}): set it to 0"
+                f"backbone {name} does not take model.net.drop_path_rate ({e}): set it to 0"
             ) from None
         if weights is not None:
             state = _load_file(weights, model)
@@ -219,7 +223,7 @@ def create_backbone(
             state = map_in_order(OFFLINE_WEIGHTS[name](), model)
         else:
             state = None
-            log.warning("backbone %s starts from random weights (model.pretrained=false)", name)
+            log.warning("backbone %s starts from random weights (model.net.pretrained=false)", name)
         if state is not None:
             _load_body(model, name, state)
     model.reset_classifier(num_classes)

@@ -93,5 +93,5 @@ class RegressHead(nn.Module):
 def build(kind: str, counts: list[int]) -> nn.Module:
     heads = {"classify": ClassifyHead, "ordinal": OrdinalHead, "regress": RegressHead}
     if kind not in heads:
-        raise BincountError(f"model.head={kind!r} is not a head: use one of {', '.join(KINDS)}")
+        raise BincountError(f"model.net.head={kind!r} is not a head: use one of {', '.join(KINDS)}")
     return heads[kind](counts)

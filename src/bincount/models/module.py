@@ -12,7 +12,7 @@ from torch import nn
 from bincount.errors import BincountError
 from bincount.models import lr_scaling
 from bincount.models.metrics import CountMetrics
-from bincount.models.network import AUX_TARGETS, CountNet
+from bincount.models.network import CountNet
 
 log = logging.getLogger(__name__)
 
@@ -25,65 +25,53 @@ def aux_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred[known] - target[known]) ** 2).mean()
 
 
+def _state_dict_as_the_net(module, state_dict, prefix, local_metadata) -> None:
+    """`net.net.*` -> `net.*`, `net.head.*` -> `head.*`: a CountModule's state_dict keys are its
+    CountNet's, as they always were (inference loads them into a CountNet without Lightning)."""
+    own = prefix + "net."
+    for key in [k for k in state_dict if k.startswith(own)]:
+        state_dict[prefix + key[len(own) :]] = state_dict.pop(key)
+
+
+def _load_state_dict_of_the_net(module, state_dict, prefix, *args) -> None:
+    """The other way round: a checkpoint's `net.*` and `head.*` go to the CountNet (`net`)."""
+    for key in [k for k in state_dict if k.startswith((prefix + "net.", prefix + "head."))]:
+        state_dict[prefix + "net." + key[len(prefix) :]] = state_dict.pop(key)
+
+
 class CountModule(pl.LightningModule):
-    """Trains a `CountNet` (models/network.py). The net's backbone and head are registered
-    here under their own names (`net`, `head`), so a checkpoint's state_dict keys are the
-    net's (`net.*`, `head.*`) and inference loads them into a CountNet without Lightning."""
+    """Trains a `CountNet` (models/network.py, built from the config's `model.net` node): the
+    loss, the metrics and the optimiser's settings are this module's arguments, the network's
+    are the net's. The checkpoint's state_dict keys are the net's own (`net.*`, `head.*`: a key
+    mapping both ways, `_state_dict_as_the_net`), and its hyper_parameters hold the net's record
+    (`net`) and the preprocessing (`preprocess`): inference builds the CountNet from them
+    without Lightning (`CountNet.from_checkpoint`)."""
 
     def __init__(
         self,
-        backbone: str = "tf_efficientnet_lite0",
-        counts: list[int] = (1, 2, 3, 4, 5),
-        image_size: int = 224,
-        pretrained: bool = True,
-        weights: str | None = None,
-        drop_rate: float = 0.2,
-        drop_path_rate: float = 0.0,
+        net: CountNet,
         freeze_backbone: bool = False,
         backbone_lr_mult: float = 1.0,
         label_smoothing: float = 0.0,
-        channels_last: bool = True,
-        head: str = "classify",
-        tta: bool | str = False,
         layer_decay: float | None = None,
         aux_weight: float = 0.0,
-        resize: str = "letterbox",
-        prior: str = "train",
-        train_counts: list[int] | None = None,
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        if aux_weight < 0:
-            raise BincountError(f"model.aux_weight={aux_weight} must be 0 (off) or positive")
-        # Auxiliary outputs (training only): what the metadata says of the bin's contents.
-        model = CountNet(
-            backbone,
-            counts,
-            image_size,
-            pretrained=pretrained,
-            weights=weights,
-            drop_rate=drop_rate,
-            drop_path_rate=drop_path_rate,
-            channels_last=channels_last,
-            head=head,
-            tta=tta,
-            n_aux=len(AUX_TARGETS) if aux_weight else 0,
-            resize=resize,
-            prior=prior,
-            train_counts=train_counts,
-        )
-        # Not a registered child (its keys would gain a `model.` prefix): its parts are.
-        object.__setattr__(self, "network", model)
-        self.counts = model.counts
-        self.n_aux = model.n_aux
-        # A plain list, not Hydra's ListConfig: checkpoints then load with weights_only=True.
-        self.hparams["counts"] = self.counts
-        self.head = model.head
-        self.net = model.net
-        # Everything inference needs to preprocess like training; saved in every checkpoint.
-        self.hparams["preprocess"] = model.preprocess
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        if aux_weight and not net.n_aux:
+            raise BincountError(
+                f"model.aux_weight={aux_weight} weighs the auxiliary outputs, which this network "
+                "lacks: set model.net.aux=true as well (or model.aux_weight=0)"
+            )
+        self.net = net
+        self.counts = net.counts
+        self.n_aux = net.n_aux
+        # What checkpoints keep of the net (a plain dict: they load with weights_only=True).
+        self.hparams["net"] = net.config
+        self.register_state_dict_post_hook(_state_dict_as_the_net)
+        self.register_load_state_dict_pre_hook(_load_state_dict_of_the_net)
         # optimizer.lr_scaling / reference_batch: out of the factory (bincount.models.lr_scaling)
         self.optimizer_factory, self.lr_scaling = lr_scaling.split(optimizer)
         self.scheduler_factory = scheduler
@@ -91,80 +79,79 @@ class CountModule(pl.LightningModule):
             {stage: CountMetrics(self.counts) for stage in ("val", "test")}
         )
         self.test_confusion: list[list[int]] | None = None
+        self._class_counts: Callable[[str], list[int]] | None = None
         if freeze_backbone:
             for p in self.backbone_parameters():
                 p.requires_grad_(False)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.network.train(mode)  # the net's own flag: test-time augmentation is off in training
-        return self
+    @property
+    def head(self) -> nn.Module:
+        return self.net.head
+
+    def use_data(
+        self, preprocess: dict, class_counts: Callable[[str], list[int]] | None = None
+    ) -> None:
+        """What the data module says (its public `preprocess` and `class_counts`): the
+        preprocessing, saved in every checkpoint; the training split's photos per count, read
+        when fitting starts (after the data's setup) for model.net.prior=uniform."""
+        self.net.preprocess = dict(preprocess)
+        self.hparams["preprocess"] = self.net.preprocess
+        self._class_counts = class_counts
 
     def set_train_counts(self, train_counts: list[int]) -> None:
-        """The training split's photos per count: kept in the checkpoint (hyper_parameters),
-        divided out of every answer with model.prior=uniform."""
-        self.network.set_train_counts(train_counts)
-        self.hparams["train_counts"] = self.network.train_counts
+        """The training split's photos per count: kept in the checkpoint (the net's record),
+        divided out of every answer with model.net.prior=uniform."""
+        self.net.set_train_counts(train_counts)
 
     def on_fit_start(self) -> None:
-        if self.hparams.get("prior", "train") == "train":
+        if self.net.prior == "train":
             return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not hasattr(datamodule, "class_counts"):
+        if self._class_counts is None:
             raise BincountError(
-                "model.prior=uniform needs the training split's photos per count: fit with "
-                "bincount's data module (data=...), or set model.prior=train"
+                "model.net.prior=uniform needs the training split's photos per count: fit with "
+                "bincount's data module (data=...), or set model.net.prior=train"
             )
-        self.set_train_counts(datamodule.class_counts("train"))
-        photos = self.network.train_counts
+        self.set_train_counts(self._class_counts("train"))
+        photos = self.net.train_counts
         freq = [round(n / max(sum(photos), 1), 3) for n in photos]
         log.info(
-            "model.prior=uniform: the training split's count frequencies %s are divided out "
+            "model.net.prior=uniform: the training split's count frequencies %s are divided out "
             "of every answer (counts %s)",
             freq,
             self.counts,
         )
 
-    def _sync(self) -> CountNet:
-        """The net, following this module's hparams (tta and channels_last may be changed)."""
-        self.network.tta = self.hparams.get("tta")
-        self.network.channels_last = self.hparams.channels_last
-        return self.network
-
     @property
-    def preprocess(self) -> dict:
-        return self.hparams["preprocess"]
+    def preprocess(self) -> dict | None:
+        return self.net.preprocess
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return self.network.head_parameters()
+        return self.net.head_parameters()
 
     def backbone_parameters(self) -> list[nn.Parameter]:
-        return self.network.backbone_parameters()
+        return self.net.backbone_parameters()
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
-        """The head's raw input (the auxiliary outputs, if any, are `aux_outputs`)."""
-        return self._sync().raw(x)
-
-    def _outputs(self, x: torch.Tensor) -> torch.Tensor:
-        return self._sync().outputs(x)
+        """The head's raw input (the auxiliary outputs, if any, are left out)."""
+        return self.net.raw(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-count scores whose softmax is the probability of each count (every head)."""
-        return self._sync()(x)
+        return self.net(x)
 
     def predict_counts(self, logits: torch.Tensor) -> torch.Tensor:
-        return self.network.predict_counts(logits)
+        return self.net.predict_counts(logits)
 
     def training_step(self, batch, batch_idx):
         x, y = batch[0], batch[1]
-        out = self._outputs(x)
+        out = self.net.outputs(x)
         raw = out[:, : self.head.n_outputs]
         loss = self.head.loss(raw, y, self.hparams.label_smoothing)
         if self.n_aux:
             if len(batch) < 3:
                 raise BincountError(
                     "model.aux_weight > 0 needs the metadata's targets in each batch: "
-                    "train with data.aux=true (train.py sets it from model.aux_weight)"
+                    "give the data module the net's data_config (BinDataModule(network=...))"
                 )
             aux = aux_loss(out[:, self.head.n_outputs :], batch[2])
             self.log("train/aux_loss", aux, on_step=False, on_epoch=True)
@@ -178,7 +165,7 @@ class CountModule(pl.LightningModule):
         x, y = batch[0], batch[1]
         # Validation sees each image once (TTA would multiply the cost of every epoch, and
         # checkpoint selection needs no more); test and inference average the views.
-        logits = self.network.scores(self.raw(x)) if stage == "val" else self(x)
+        logits = self.net.scores(self.raw(x)) if stage == "val" else self(x)
         # The same loss for every head: the negative log-likelihood of the true count.
         loss = nn.functional.cross_entropy(logits.float(), y)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)
@@ -255,14 +242,12 @@ class CountModule(pl.LightningModule):
         """Backbone groups whose lr shrinks by `layer_decay` per block from the top down."""
         from timm.optim._param_groups import param_groups_layer_decay
 
-        decay = float(self.hparams.layer_decay)
-        if not 0 < decay <= 1:
-            raise BincountError(f"model.layer_decay={decay} must be in (0, 1]: e.g. 0.8")
+        decay = float(self.hparams.layer_decay)  # in (0, 1]: bincount.validate
         head = {id(p) for p in self.head_parameters()}
         weight_decay = self.optimizer_factory.keywords.get("weight_decay", 0.0)
         groups = []
         for i, g in enumerate(
-            param_groups_layer_decay(self.net, weight_decay=weight_decay, layer_decay=decay)
+            param_groups_layer_decay(self.net.net, weight_decay=weight_decay, layer_decay=decay)
         ):
             params = [p for p in g["params"] if p.requires_grad and id(p) not in head]
             if params:

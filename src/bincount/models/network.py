@@ -7,57 +7,69 @@ Its state_dict keys (`net.*`, the backbone; `head.*`, the count head) are the ch
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
+from bincount import preprocess
 from bincount.errors import BincountError
 from bincount.models import backbones, heads
+from bincount.preprocess import AUX_TARGETS
 
-# model.tta -> how many views of each image are averaged at evaluation and inference.
+# model.net.tta -> how many views of each image are averaged at evaluation and inference.
 TTA_VIEWS = {False: 1, "none": 1, True: 4, "flips": 4, "dihedral": 8}
-# The auxiliary targets' names (bincount.data.contents.NAMES; models never import data).
-AUX_TARGETS = ("log_volume", "log_weight", "distinct")
-# How an image is made square (bincount.data.transforms.RESIZES).
-RESIZES = ("letterbox", "squash")
-# Which prior over the counts the probabilities assume (model.prior): `train`, the training
+# Which prior over the counts the probabilities assume (model.net.prior): `train`, the training
 # split's count frequencies (what training learns); `uniform`, every count equally likely (a
 # balanced stream of bins): those frequencies divided out of every answer.
 PRIORS = ("train", "uniform")
 
 
+def _plain(value):
+    """Hydra's ListConfig as a list (checkpoints then load with weights_only=True)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return [_plain(v) for v in value]
+
+
 class CountNet(nn.Module):
     """Image batch (N, 3, S, S), normalised as `preprocess` -> per-count scores (N, K) whose
-    softmax is the probability of each count (every head). `n_aux` extra outputs of the
-    backbone (auxiliary training targets) never reach the scores."""
+    softmax is the probability of each count (every head). With `aux`, extra outputs of the
+    backbone (the auxiliary training targets, `bincount.preprocess.AUX_TARGETS`) never reach
+    the scores.
+
+    Its arguments are the model config's `net` node (`conf/model/*.yaml`, `model.net.*`), the one
+    place a network setting is written besides this signature: `config` records them, and
+    checkpoints keep that record (`hyper_parameters["net"]`) to build the net again
+    (`from_checkpoint`)."""
 
     def __init__(
         self,
         backbone: str = "tf_efficientnet_lite0",
         counts: list[int] = (1, 2, 3, 4, 5),
-        image_size: int = 224,
         pretrained: bool = True,
         weights: str | None = None,
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.0,
+        head_dropout: float = 0.0,
         channels_last: bool = True,
         head: str = "classify",
         tta: bool | str = False,
-        n_aux: int = 0,
-        resize: str = "letterbox",
+        aux: bool = False,
         prior: str = "train",
         train_counts: list[int] | None = None,
     ):
+        # Every argument, as given (a checkpoint's hyper_parameters["net"]): nothing to list.
+        config = {k: _plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
-        if prior not in PRIORS:
-            raise BincountError(
-                f"model.prior={prior!r}: use train (the training split's count frequencies) "
-                "or uniform (every count equally likely, for a balanced stream of bins)"
-            )
+        self.config = config
         self.backbone_name = backbone
         self.counts = [int(c) for c in counts]
         self.channels_last = channels_last
         self.tta = tta
-        self.n_aux = n_aux
+        self.head_dropout = head_dropout
+        self.aux_targets = AUX_TARGETS if aux else ()
+        self.n_aux = len(self.aux_targets)
         self.head = heads.build(head, self.counts)
         self.net = backbones.create_backbone(
             backbone,
@@ -68,19 +80,16 @@ class CountNet(nn.Module):
             drop_path_rate=drop_path_rate,
         )
         mean, std = backbones.normalization(self.net)
-        if resize not in RESIZES:
-            raise BincountError(
-                f"resize={resize!r}: use letterbox (keep the aspect ratio, pad to a square) or "
-                "squash (stretch to a square); set it once, with data.resize"
-            )
-        # Everything inference needs to preprocess like training; saved in every checkpoint.
-        # (data/transforms.py builds the transform from this dict; models never import data)
-        self.preprocess = {
-            "resize": resize,
-            "image_size": int(image_size),
+        # The network's side of the preprocessing (timm's pretrained_cfg): the data module
+        # joins it with the image size and resize (bincount.preprocess.resolve).
+        self.data_config = {
             "mean": [float(m) for m in mean],
             "std": [float(s) for s in std],
+            "aux_targets": self.aux_targets,
         }
+        # The whole spec, once resolved: given by the data at training (`use_data`), read back
+        # from the checkpoint at inference; saved in every checkpoint.
+        self.preprocess: dict | None = None
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.prior = prior
@@ -95,6 +104,7 @@ class CountNet(nn.Module):
         divided out of every answer (post-hoc logit adjustment: log p - log freq, renormalised)."""
         if train_counts is None:
             self.train_counts = None
+            self.config["train_counts"] = None
             self.log_prior_shift.zero_()
             return
         train_counts = [int(n) for n in train_counts]
@@ -104,6 +114,7 @@ class CountNet(nn.Module):
                 f"{self.counts}"
             )
         self.train_counts = train_counts
+        self.config["train_counts"] = train_counts
         if self.prior == "uniform":
             freq = torch.tensor(train_counts, dtype=torch.float64).clamp_min(1.0)
             shift = -(freq / freq.sum()).log()
@@ -119,26 +130,25 @@ class CountNet(nn.Module):
         return (log_probs.float() + self.log_prior_shift).log_softmax(1)
 
     @classmethod
-    def from_hparams(cls, hparams: dict, n_aux: int, **overrides) -> CountNet:
-        """The net a checkpoint's hyper_parameters describe (CountModule's arguments; those
-        a checkpoint lacks take CountModule's defaults, as Lightning's loading does)."""
-        names = (
-            "backbone",
-            "counts",
-            "image_size",
-            "pretrained",
-            "weights",
-            "drop_rate",
-            "drop_path_rate",
-            "channels_last",
-            "head",
-            "tta",
-            "resize",
-            "prior",
-            "train_counts",
-        )
-        kwargs = {k: hparams[k] for k in names if k in hparams}
-        return cls(**{**kwargs, "n_aux": n_aux, **overrides})
+    def from_checkpoint(cls, hparams: dict, **overrides) -> CountNet:
+        """The net a checkpoint's hyper_parameters describe: its `net` record, or (checkpoints
+        from before issue 25) CountModule's flat arguments, whose `aux_weight > 0` meant the
+        auxiliary outputs and whose `image_size` and `resize` the `preprocess` also holds.
+        Settings a checkpoint lacks take this signature's defaults, as Lightning's loading does."""
+        if isinstance(hparams.get("net"), dict):
+            kwargs = dict(hparams["net"])
+        else:
+            own = inspect.signature(cls).parameters
+            kwargs = {k: v for k, v in hparams.items() if k in own}
+            kwargs["aux"] = bool(hparams.get("aux_weight"))
+        net = cls(**{**kwargs, **overrides})
+        pre = hparams.get("preprocess")
+        if not isinstance(pre, dict):  # none stored: the size and resize it was trained at
+            pre = preprocess.resolve(
+                net.data_config, hparams.get("image_size", 224), hparams.get("resize", "letterbox")
+            )
+        net.preprocess = dict(pre)
+        return net
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.net.get_classifier().parameters()) + list(self.head.parameters())
@@ -151,7 +161,11 @@ class CountNet(nn.Module):
         """The backbone's outputs: the head's raw input, then the auxiliary outputs (if any)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        out = self.net(x)
+        if self.training and self.head_dropout:  # on the head's input only
+            n = self.head.n_outputs
+            out = torch.cat([nn.functional.dropout(out[:, :n], self.head_dropout), out[:, n:]], 1)
+        return out
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """The head's raw input (the auxiliary outputs, if any, left out)."""
@@ -161,7 +175,9 @@ class CountNet(nn.Module):
         """Per-count scores whose softmax is the probability of each count (every head)."""
         views = TTA_VIEWS.get(self.tta or False)
         if views is None:
-            raise BincountError(f"model.tta={self.tta!r}: use false, flips (or true) or dihedral")
+            raise BincountError(
+                f"model.net.tta={self.tta!r}: use false, flips (or true) or dihedral"
+            )
         if self.training or views == 1:
             return self.scores(self.raw(x))
         # Test-time augmentation: symmetries of each image (none changes the count), their

@@ -205,7 +205,7 @@ def columns(runs: Runs, wanted: list[str] | None = None) -> list[str]:
             everyone = runs.done + runs.failed
             if c not in known and all(tr.setting(t, c) is None for t in everyone):
                 raise BincountError(
-                    f"--columns {c}: no run has it; use config keys (lr, model.head, ...), "
+                    f"--columns {c}: no run has it; use config keys (lr, model.net.head, ...), "
                     f"metrics ({', '.join(['objective', *metric_names(runs.done)])}) or "
                     f"{', '.join(OWN)}"
                 )

@@ -153,8 +153,8 @@ def probabilities(module, paths: list[Path], batch_size: int = 32) -> torch.Tens
 
 
 def set_prior(module, ckpt: Path, prior: str) -> None:
-    """Make `module` answer under `prior` (model.prior): uniform divides the training split's
-    count frequencies out; a checkpoint from before model.prior gets them from its run."""
+    """Make `module` answer under `prior` (model.net.prior): uniform divides the training split's
+    count frequencies out; a checkpoint from before model.net.prior gets them from its run."""
     from bincount.models.network import PRIORS
 
     if prior not in PRIORS:
@@ -193,8 +193,8 @@ def evaluate(
     tta: bool | str | None = None,
     prior: str | None = None,
 ) -> Evaluation:
-    """`tta` None keeps each model's own test-time augmentation (model.tta); else overrides it.
-    `prior` None keeps each model's own prior over counts (model.prior); else overrides it.
+    """`tta` None keeps each model's own test-time augmentation (model.net.tta); else overrides it.
+    `prior` None keeps each model's own prior over counts (model.net.prior); else overrides it.
     A list of models is an ensemble: their probabilities are averaged."""
     validate.check_setting("batch_size", batch_size, "--batch-size", "--batch-size 32")
     ckpts = [checkpoint_file(m) for m in (model if isinstance(model, list | tuple) else [model])]

@@ -160,7 +160,8 @@ def _facts(run: Run) -> list[tuple[str, str]]:
     data = c.get("data", {}) or {}
     trainer = c.get("trainer", {}) or {}
     if model:
-        facts.append(("model", f"{model.get('backbone')} (pretrained={model.get('pretrained')})"))
+        net = model.get("net") or model  # the network's settings (at `model` before issue 25)
+        facts.append(("model", f"{net.get('backbone')} (pretrained={net.get('pretrained')})"))
     if data:
         facts.append(("data", f"{data.get('source')} at {data.get('image_size')} px"))
     for key, value in (

@@ -32,7 +32,14 @@ SKIP = {
     rundir.ONNX_DIR,
 }
 #: shown when nothing varies, and compared even when no command line names them
-MAIN = ("model.backbone", "model.head", "lr", "batch_size", "data.image_size", "trainer.max_epochs")
+MAIN = (
+    "model.net.backbone",
+    "model.net.head",
+    "lr",
+    "batch_size",
+    "data.image_size",
+    "trainer.max_epochs",
+)
 #: keys that say where a run wrote, or how a sweep was driven: never "what varies"
 IGNORED = ("hydra", "paths", "sweep", "ckpt_path")
 #: overrides that only drive a sweep: left out of the command that reproduces one of its runs
@@ -181,7 +188,7 @@ def _same(value) -> str:
 def varying(trials: list[Trial]) -> list[str]:
     """The keys whose value differs among the runs: every key a command line set or a config
     group chosen, and the main ones (MAIN), in the order the command lines name them. A key
-    below a group that varies in the same way (model.backbone under model) is left out."""
+    below a group that varies in the same way (model.net.backbone under model) is left out."""
     keys: list[str] = []
     for t in trials:
         keys += [override_key(o) for o in t.overrides or []]

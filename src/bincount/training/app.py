@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from bincount import runlock
+from bincount import runlock, validate
 from bincount.errors import BincountError
 
 
@@ -40,15 +40,19 @@ def _train(cfg) -> float:
 
 def main() -> None:
     """Hydra's main over conf/train.yaml, with the command line's overrides."""
+    from bincount.config import config_dir
+
     try:  # a run folder in use (hydra.run.dir=...): refused before Hydra even loads
         runlock.check_argv(sys.argv[1:])
+        # model.head=... (the path before issue 25): the new one named, not Hydra's "not in struct"
+        validate.check_moved_overrides(sys.argv[1:], config_dir())
     except BincountError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
     import hydra
 
-    from bincount.config import config_dir, register_resolvers
+    from bincount.config import register_resolvers
 
     register_resolvers()
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(_train)()

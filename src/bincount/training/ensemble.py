@@ -33,7 +33,7 @@ def _members(spec) -> dict[str, list[str]]:
     if not isinstance(spec, DictConfig) or len(spec) < 2:
         raise BincountError(
             "runner.members must name at least two members, each a list of overrides, e.g. "
-            "{small: [model.head=ordinal], large: [model=efficientnet_lite1, "
+            "{small: [model.net.head=ordinal], large: [model=efficientnet_lite1, "
             "data.image_size=240]}"
         )
     out = {}
@@ -43,7 +43,7 @@ def _members(spec) -> dict[str, list[str]]:
         items = OmegaConf.to_container(overrides) if isinstance(overrides, ListConfig) else None
         if not isinstance(items, list) or not all(isinstance(o, str) for o in items):
             raise BincountError(
-                f"runner.members.{name} must be a list of overrides like model.head=ordinal"
+                f"runner.members.{name} must be a list of overrides like model.net.head=ordinal"
             )
         out[str(name)] = items
     return out

@@ -66,12 +66,15 @@ def extract(module, datamodule) -> dict[str, dict[str, torch.Tensor]]:
         xs, ys = [], []
         with torch.inference_mode():
             for x, y in loader:
-                xs.append(pooled(module.net, x, module.hparams.get("channels_last", True)).float())
+                xs.append(pooled(module.net.net, x, module.net.channels_last).float())
                 ys.append(torch.as_tensor(y))
         if xs:
             out[split] = {"x": torch.cat(xs), "y": torch.cat(ys)}
         else:
-            out[split] = {"x": torch.zeros(0, module.net.num_features), "y": torch.zeros(0).long()}
+            out[split] = {
+                "x": torch.zeros(0, module.net.net.num_features),
+                "y": torch.zeros(0).long(),
+            }
     return out
 
 
@@ -85,8 +88,8 @@ def load_or_extract(module, datamodule, cache_dir: str | Path) -> tuple[dict, di
         for i, t in zip(ds.ids, ds.targets, strict=True)
     ]
     pre = dict(datamodule.preprocess)  # what the pixels are made of, whatever the model says
-    key = cache_key(dict(module.hparams), pre, rows)
-    name = f"{module.hparams['backbone']}-{pre['image_size']}px-{key}.pt"
+    key = cache_key(module.net.config, pre, rows)
+    name = f"{module.net.backbone_name}-{pre['image_size']}px-{key}.pt"
     path = Path(cache_dir) / "features" / name
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=True)

@@ -60,15 +60,11 @@ def run(cfg: DictConfig) -> float:
     pl.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
 
-    module = instantiate(cfg.model)
-    pre = module.preprocess
-    aux = bool(cfg.model.get("aux_weight"))  # the auxiliary head needs the metadata's targets
-    datamodule = instantiate(cfg.data, mean=pre["mean"], std=pre["std"], aux=aux)
-    if datamodule.preprocess != pre:
-        raise BincountError(
-            f"data and model disagree on preprocessing ({datamodule.preprocess} vs {pre}): "
-            "set the image size once, with data.image_size"
-        )
+    module = instantiate(cfg.model)  # with its net (model.net)
+    # The data takes the network's side of the preprocessing (mean, std, auxiliary targets);
+    # the module takes the data's resolved preprocessing and, at fit start, its class counts.
+    datamodule = instantiate(cfg.data, network=module.net.data_config)
+    module.use_data(datamodule.preprocess, datamodule.class_counts)
     ident = identity.from_context(cfg)
     history = ValHistory()
     tracking = trackers.Tracking(ident, cfg, out)

@@ -40,14 +40,20 @@ from bincount.training import features
 log = logging.getLogger("bincount")
 
 
+def _net(module):
+    """The CountNet of a CountModule, or the CountNet itself."""
+    return module if hasattr(module, "scores") else module.net
+
+
 def _raw(module, x: torch.Tensor) -> torch.Tensor:
     """The head's raw input from pooled features (auxiliary outputs, if any, left out)."""
-    return module.net.get_classifier()(x)[:, : module.head.n_outputs]
+    net = _net(module)
+    return net.net.get_classifier()(x)[:, : net.head.n_outputs]
 
 
 def _logits(module, x: torch.Tensor) -> torch.Tensor:
     """Per-count log-probabilities under the model's prior (a CountModule or a CountNet)."""
-    return getattr(module, "network", module).scores(_raw(module, x))
+    return _net(module).scores(_raw(module, x))
 
 
 def evaluate(module, split: dict) -> tuple[dict[str, float], list[list[int]]]:
@@ -157,11 +163,11 @@ def run(cfg: DictConfig) -> float:
         raise BincountError(f"optimized_metric={metric}: head-only runs optimize a val/ metric")
     pl.seed_everything(cfg.seed, workers=True)
     module = instantiate(cfg.model, freeze_backbone=True)
-    pre = module.preprocess
-    datamodule = instantiate(cfg.data, mean=pre["mean"], std=pre["std"])
+    datamodule = instantiate(cfg.data, network=module.net.data_config)
+    module.use_data(datamodule.preprocess, datamodule.class_counts)
     datamodule.prepare_data()
     splits, info = features.load_or_extract(module, datamodule, cfg.data.cache_dir)
-    if module.hparams.get("prior", "train") != "train":  # model.prior=uniform
+    if module.net.prior != "train":  # model.net.prior=uniform
         train_y = splits["train"]["y"]
         module.set_train_counts([int((train_y == i).sum()) for i in range(len(module.counts))])
     fit_start = time.monotonic()
@@ -171,7 +177,7 @@ def run(cfg: DictConfig) -> float:
         epochs=int(cfg.trainer.max_epochs),
         batch_size=int(cfg.batch_size),
         seed=int(cfg.seed),
-        drop_rate=float(cfg.model.get("drop_rate", 0.0)),
+        drop_rate=float(cfg.model.net.get("drop_rate", 0.0)),
     )
     head_seconds = time.monotonic() - fit_start
     name = metric.removeprefix("val/")

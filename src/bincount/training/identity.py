@@ -245,8 +245,8 @@ def data_fingerprint(rows: Iterable) -> str:
 MAIN = {
     "lr": "lr",
     "batch_size": "batch_size",
-    "model": "model.backbone",
-    "head": "model.head",
+    "model": "model.net.backbone",
+    "head": "model.net.head",
     "image_size": "data.image_size",
     "epochs": "trainer.max_epochs",
 }

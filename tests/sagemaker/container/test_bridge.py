@@ -213,12 +213,12 @@ def test_an_ensemble_is_refused_before_anything_trains(tmp_path):
     with pytest.raises(BincountError, match="experiment=best_single"):
         build_config(["--experiment", "ensemble"], env)
     cfg, _, _ = build_config(["--experiment", "best_single"], env)
-    assert cfg.model.head == "ordinal" and cfg.runner._target_ == "bincount.training.fit.run"
+    assert cfg.model.net.head == "ordinal" and cfg.runner._target_ == "bincount.training.fit.run"
 
 
 def test_a_list_of_sources_and_the_weights_channel_become_overrides(tmp_path):
     """The launcher's BINCOUNT_DATA_CHANNELS (one channel per data.source element) and
-    BINCOUNT_WEIGHTS_FILE (model.weights as a channel) back into the config."""
+    BINCOUNT_WEIGHTS_FILE (model.net.weights as a channel) back into the config."""
     from bincount.sagemaker.container.bridge import compose
 
     env = {
@@ -232,7 +232,9 @@ def test_a_list_of_sources_and_the_weights_channel_become_overrides(tmp_path):
         "BINCOUNT_SCRATCH": str(tmp_path),
     }
     hps = {
-        OVERRIDES_KEY: split(["model.weights=/home/me/r50.pth"]).hyperparameters()[OVERRIDES_KEY]
+        OVERRIDES_KEY: split(["model.net.weights=/home/me/r50.pth"]).hyperparameters()[
+            OVERRIDES_KEY
+        ]
     }
     overrides = job_overrides(hps, env, Places.from_env(env))
     cfg = compose(overrides)
@@ -240,7 +242,7 @@ def test_a_list_of_sources_and_the_weights_channel_become_overrides(tmp_path):
         "/opt/ml/input/data/data",
         {"path": "/opt/ml/input/data/data1", "squashed": True},
     ]
-    assert cfg.model.weights == "/opt/ml/input/data/weights/r50.pth"  # the channel's, not local
+    assert cfg.model.net.weights == "/opt/ml/input/data/weights/r50.pth"  # the channel's, not local
     del env["SM_CHANNEL_DATA1"]
     with pytest.raises(BincountError, match="SM_CHANNEL_DATA1"):
         job_overrides({}, env, Places.from_env(env))
@@ -291,7 +293,7 @@ def test_the_model_hub_message_names_the_fix_that_works_inside_a_job():
     inside = str(
         _no_weights("resnet50", "the model hub cannot be reached", {"TRAINING_JOB_NAME": "j"})
     )
-    assert "model.weights=s3://" in inside and "NAT gateway" in inside
+    assert "model.net.weights=s3://" in inside and "NAT gateway" in inside
     assert "run where the model hub is reachable" not in inside
     here = str(_no_weights("resnet50", "the model hub cannot be reached", {}))
     assert "run where the model hub is reachable" in here and "SageMaker" not in here

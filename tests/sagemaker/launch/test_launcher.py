@@ -361,9 +361,9 @@ def test_vpc_kms_isolation_and_retries_reach_the_request_fields(aws, tmp_path, s
         (["sagemaker.vpc.subnets=[net-1]", f"sagemaker.vpc.security_groups=[{GROUP}]"], "net-1"),
         (["sagemaker.kms_key=my key"], "is not a KMS key"),
         (["sagemaker.retries=31"], "1 to 30 times"),
-        (["sagemaker.network_isolation=true", "model=resnet50"], "model.weights=s3://"),
+        (["sagemaker.network_isolation=true", "model=resnet50"], "model.net.weights=s3://"),
         (["+sweep=hpo", "sweep.objective.direction=minimize"], "least accurate model"),
-        (["model.weights=/nowhere/r50.pth"], "no such file on this machine"),
+        (["model.net.weights=/nowhere/r50.pth"], "no such file on this machine"),
         (["data.source=[/tmp/a,s3://b/c]"], "an element of the data.source list"),
         (["data.source=[s3://a/b,s3://c/d]", f"sagemaker.data_uri=s3://{BUCKET}/x"], "lists 2"),
     ],
@@ -484,7 +484,9 @@ def test_weights_travel_as_a_channel_uploaded_once(aws, tmp_path):
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     for attempt in range(2):
         aws.clear()
-        launch_in_process(*BASE, "model=resnet50", f"model.weights={weights}", tmp_path=tmp_path)
+        launch_in_process(
+            *BASE, "model=resnet50", f"model.net.weights={weights}", tmp_path=tmp_path
+        )
         [req] = aws.sagemaker("CreateTrainingJob")
         channel = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "weights")
         uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
@@ -498,9 +500,11 @@ def test_weights_travel_as_a_channel_uploaded_once(aws, tmp_path):
 
     aws.clear()
     with pytest.raises(BincountError, match="does not exist"):
-        launch_in_process(*BASE, f"model.weights=s3://{BUCKET}/nope/r50.pth", tmp_path=tmp_path)
+        launch_in_process(*BASE, f"model.net.weights=s3://{BUCKET}/nope/r50.pth", tmp_path=tmp_path)
     assert aws.sagemaker("CreateTrainingJob") == []
     launch_in_process(
-        *BASE, f"model.weights=s3://{BUCKET}/bincount/weights/{digest}/r50.pth", tmp_path=tmp_path
+        *BASE,
+        f"model.net.weights=s3://{BUCKET}/bincount/weights/{digest}/r50.pth",
+        tmp_path=tmp_path,
     )
     assert aws.sagemaker("CreateTrainingJob")

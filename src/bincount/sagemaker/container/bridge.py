@@ -253,7 +253,7 @@ def job_overrides(hyperparameters: dict[str, str], env: Mapping[str, str], place
         )
     weights = env.get(f"SM_CHANNEL_{WEIGHTS_CHANNEL.upper()}")
     if weights and env.get(WEIGHTS_ENV):
-        overrides.append(f"model.weights={Path(weights) / env[WEIGHTS_ENV]}")
+        overrides.append(f"model.net.weights={Path(weights) / env[WEIGHTS_ENV]}")
     overrides += [
         f"paths.data_dir={places.data_dir}",
         f"paths.log_dir={places.run_dir.parent}",

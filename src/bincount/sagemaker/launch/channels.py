@@ -8,8 +8,8 @@
   copied in File mode while the run reads a listed subset is refused with the numbers.
 - `data.source=[s3://a/b, {path: s3://c/d, squashed: true}]`: one channel each (`data`,
   `data1`, ...); the container rebuilds the list from `BINCOUNT_DATA_CHANNELS`.
-- `model.weights=PATH|s3://...`: a channel `weights` (a local file is uploaded once, keyed by
-  its SHA-256); the container points `model.weights` at the file (`BINCOUNT_WEIGHTS_FILE`).
+- `model.net.weights=PATH|s3://...`: a channel `weights` (a local file is uploaded once, keyed by
+  its SHA-256); the container points `model.net.weights` at the file (`BINCOUNT_WEIGHTS_FILE`).
 
 Pure: no SDK, no torch. submit.py creates the channels, uploads and checks.
 """
@@ -207,19 +207,19 @@ def data_plan(cfg: DictConfig, input_mode: str, data_uri: str | None = None) -> 
 
 
 def weights_channel(cfg: DictConfig) -> Channel | None:
-    """model.weights as a channel: an s3:// object, or a local file (uploaded by submit)."""
-    setting = OmegaConf.select(cfg, "model.weights")
+    """model.net.weights as a channel: an s3:// object, or a local file (uploaded by submit)."""
+    setting = OmegaConf.select(cfg, "model.net.weights")
     if not setting:
         return None
     setting = str(setting)
     if is_s3_uri(setting):
         if setting.endswith("/"):
-            raise BincountError(f"model.weights={setting} is a prefix: name the weights file")
+            raise BincountError(f"model.net.weights={setting} is a prefix: name the weights file")
         return Channel(name=WEIGHTS_CHANNEL, uri=setting, input_mode="File")
     path = Path(setting).expanduser()
     if not path.is_file():
         raise BincountError(
-            f"model.weights={setting}: no such file on this machine (the launcher uploads it "
+            f"model.net.weights={setting}: no such file on this machine (the launcher uploads it "
             "for the job): give the path of a state dict, or an s3:// URI"
         )
     return Channel(name=WEIGHTS_CHANNEL, uri="", input_mode="File", local_file=path.resolve())
@@ -240,8 +240,8 @@ def weights_file_name(channel: Channel) -> str:
 
 def needs_model_hub(cfg: DictConfig) -> bool:
     """Whether the job downloads pretrained weights from the model hub at start (conf/model:
-    pretrained, no model.weights, not an offline efficientnet_lite)."""
-    model = cfg.get("model") or {}
+    pretrained, no model.net.weights, not an offline efficientnet_lite)."""
+    model = OmegaConf.select(cfg, "model.net") or {}
     backbone = str(model.get("backbone", ""))
     return (
         bool(model.get("pretrained", True))

@@ -83,7 +83,7 @@ class JobSpec:
     kms_key: str | None = None
     network_isolation: bool = False
     retries: int = 0
-    # The input channels: data (one per source, or a manifest) and model.weights.
+    # The input channels: data (one per source, or a manifest) and model.net.weights.
     inputs: channel_plans.Plan = field(default_factory=channel_plans.Plan)
 
     @property
@@ -219,9 +219,9 @@ def _offline_weights(cfg: DictConfig, account: dict, warnings: list[str]) -> Non
     """A job that cannot reach the model hub must get its weights as data."""
     if not channel_plans.needs_model_hub(cfg):
         return
-    backbone = OmegaConf.select(cfg, "model.backbone")
+    backbone = OmegaConf.select(cfg, "model.net.backbone")
     fix = (
-        "pass the weights as data: model.weights=s3://BUCKET/KEY.pth or model.weights=FILE "
+        "pass the weights as data: model.net.weights=s3://BUCKET/KEY.pth or model.net.weights=FILE "
         "(uploaded by the launcher), or use model=efficientnet_lite0 (weights shipped offline)"
     )
     if account["network_isolation"]:

@@ -279,7 +279,7 @@ def prepare_inputs(spec: JobSpec, sm_session, dry_run: bool) -> list:
             bucket, _, key = planned.uri[len("s3://") :].partition("/")
             if not _exists(s3, bucket, key):
                 raise BincountError(
-                    f"model.weights={planned.uri} does not exist (S3 HeadObject: 404): check "
+                    f"model.net.weights={planned.uri} does not exist (S3 HeadObject: 404): check "
                     "the URI, or give a local file (the launcher uploads it)"
                 )
     return [_channel(c, spec) for c in spec.inputs.channels]

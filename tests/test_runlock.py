@@ -118,6 +118,30 @@ def test_a_held_lock_refuses_another_process(tmp_path):
     runlock.release(folder)
 
 
+def test_the_other_processes_of_a_ddp_training_run_under_its_first_ones_lock(tmp_path):
+    """Lightning's launcher and torchrun start every process after the first with LOCAL_RANK
+    set: those share the folder the first (local rank 0) holds; rank 0 of another is refused."""
+    folder = tmp_path / "run"
+    holder = _holder(folder)
+    code = (
+        "import sys; from bincount import runlock; runlock.check_argv(sys.argv[1:]); "
+        "runlock.acquire(sys.argv[1].split('=', 1)[1]); print('ran')"
+    )
+    try:
+        for rank, ran in (("1", True), ("0", False)):
+            env = {**os.environ, "LOCAL_RANK": rank}
+            proc = subprocess.run(
+                [sys.executable, "-c", code, f"hydra.run.dir={folder}"],
+                env=env, capture_output=True, text=True,
+            )  # fmt: skip
+            assert ("ran" in proc.stdout) is ran, (rank, proc.stderr[-500:])
+            if not ran:
+                assert f"in use by pid {holder.pid}" in proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_stale_lock_is_taken_over_with_a_log_line(tmp_path, caplog):
     folder = tmp_path / "run"
     folder.mkdir()

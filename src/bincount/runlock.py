@@ -13,7 +13,9 @@ with `flock` for the life of the process, taken before anything is written into 
 `python train.py` takes the lock from a Hydra callback (`RunLock`, conf/hydra/default.yaml)
 before Hydra writes `.hydra/` or its log into the folder; `bincount.training.runner.train` takes it
 again (the same process: a no-op) for runs that do not come through Hydra's main.
-Torch-free.
+The processes of one DDP training share its folder: only the first of a host (local rank 0,
+or no rank: a plain run) takes the lock; the others, which Lightning or torchrun start with
+LOCAL_RANK set, run under it. Torch-free.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ CONFIG, METRICS = rundir.CONFIG, rundir.METRICS  # a run's files: started, finis
 
 # folder (resolved) -> open lock file descriptor, for the locks this process holds
 _held: dict[Path, int] = {}
+
+
+def _another_rank() -> bool:
+    """A DDP process other than the host's first (Lightning's launcher and torchrun set
+    LOCAL_RANK in every process they start): it trains under its first process's lock."""
+    return os.environ.get("LOCAL_RANK", "0") not in ("", "0")
 
 
 def lock_path(folder: str | os.PathLike) -> Path:
@@ -84,7 +92,7 @@ def acquire(folder: str | os.PathLike, resume: bool = False) -> Path:
     """Lock `folder` for this process (created if needed); BincountError if another process
     holds it, or if it holds a run already and `resume` is false. Re-entrant."""
     folder = Path(os.path.abspath(folder))
-    if folder in _held:
+    if folder in _held or _another_rank():
         return folder
     if folder.exists() and not folder.is_dir():
         raise BincountError(f"run folder {folder} is a file: choose a folder for hydra.run.dir")
@@ -183,6 +191,8 @@ def holds(folder: str | os.PathLike) -> bool:
 def check_free(folder: str | os.PathLike) -> None:
     """BincountError if another process holds `folder`'s lock; takes nothing. `train.py`
     calls it on a `hydra.run.dir=` override before Hydra loads: the refusal in a blink."""
+    if _another_rank():
+        return
     path = lock_path(os.path.abspath(folder))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

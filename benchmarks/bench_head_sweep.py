@@ -51,7 +51,7 @@ def default_cfg(*overrides: str):
 
 
 def default_features() -> tuple[dict, dict, object]:
-    from bincount.config import instantiate
+    from bincount.config.hydra import instantiate
     from bincount.training import features
 
     cfg = default_cfg("experiment=head_sweep")

@@ -35,7 +35,7 @@ ABID = ROOT.parent / "shared" / "abid"
 
 def make_run(tmp: Path) -> Path:
     from bincount import preprocess
-    from bincount.config import instantiate
+    from bincount.config.hydra import instantiate
     from bincount.training.head_only import save_checkpoint
 
     cfg = _cfg()
@@ -162,7 +162,7 @@ def child_latency(calls: int) -> None:
 
     import torch
 
-    from bincount.config import instantiate
+    from bincount.config.hydra import instantiate
 
     module = instantiate(_cfg().model, pretrained=False).eval()
     x = torch.zeros(1, 3, 224, 224)

@@ -206,7 +206,8 @@ def lightning_fit(data: list, tmp: str) -> tuple[list[float], float]:
     from hydra import compose, initialize_config_dir
     from torch.utils.data import DataLoader
 
-    from bincount.config import config_dir, instantiate, instantiate_dict
+    from bincount.config import config_dir
+    from bincount.config.hydra import instantiate, instantiate_dict
     from bincount.training.fit import quiet_lightning
 
     quiet_lightning()

@@ -47,7 +47,7 @@ def run_images(args) -> int:
     check_train_config(cfg)  # before torch loads, as train.py does
     import timm
 
-    from bincount.config import instantiate
+    from bincount.config.hydra import instantiate
     from bincount.models import backbones
 
     # The padding colour is the backbone's mean, as in training (no weights are needed).

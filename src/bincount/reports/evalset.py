@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from bincount import rundir
-from bincount.config import instantiate
+from bincount.config.hydra import instantiate
 from bincount.errors import BincountError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from pytorch_lightning.callbacks import WeightAveraging
 
 from bincount import hardware, rundir
 from bincount.callbacks.history import ValHistory
-from bincount.config import instantiate, instantiate_dict
+from bincount.config.hydra import instantiate, instantiate_dict
 from bincount.errors import BincountError
 from bincount.training import identity, trackers
 

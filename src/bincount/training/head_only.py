@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 
 from bincount import rundir, validate
-from bincount.config import instantiate
+from bincount.config.hydra import instantiate
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_bytes
 from bincount.models.metrics import CountMetrics

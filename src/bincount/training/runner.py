@@ -11,7 +11,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from bincount import runlock
-from bincount.config import instantiate
+from bincount.config.hydra import instantiate
 
 #: the runner a config without a `runner` node (composed before runners existed) gets
 DEFAULT_RUNNER = {"_target_": "bincount.training.fit.run", "_partial_": True}

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from bincount.config import instantiate
+from bincount.config.hydra import instantiate
 from bincount.training import identity
 
 log = logging.getLogger("bincount")

@@ -26,9 +26,9 @@ FRAMES = 3
 # bincount's own code: the package's folder (not any path with "/bincount/" in it: a checkout
 # named bincount holds its virtualenv's libraries too).
 PACKAGE = Path(__file__).resolve().parents[2]
-# bincount's thin wrapper of Hydra's instantiate (bincount.config): the frame that called it
+# bincount's thin wrapper of Hydra's instantiate (bincount.config.hydra): the frame that called it
 # says more.
-WRAPPERS = {PACKAGE / "config.py"}
+WRAPPERS = {PACKAGE / "config" / "hydra.py"}
 
 
 def path(env: Mapping[str, str]) -> Path | None:

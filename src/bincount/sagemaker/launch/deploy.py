@@ -56,7 +56,10 @@ _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
 def _package_dir() -> Path:
-    return Path(__file__).resolve().parents[1]
+    """The `bincount` package's folder (what the archive's code/bincount holds)."""
+    import bincount
+
+    return Path(bincount.__file__).resolve().parent
 
 
 def _requirements(root: Path) -> str:

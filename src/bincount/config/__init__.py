@@ -1,5 +1,6 @@
-"""Hydra/OmegaConf glue: resolvers the configs use, where the project's configs live, and
-`instantiate` (Hydra's, with bincount's errors kept as they are). Torch-free."""
+"""Where the project's configs live, the resolvers they use (OmegaConf; torch-free). Building
+objects from them is `bincount.config.hydra` (`instantiate`): apart, so that what serves a
+model (settings, the endpoint) never needs Hydra."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
-from bincount.errors import BincountError
+from omegaconf import OmegaConf
 
 
 def project_root() -> Path:
@@ -19,7 +18,7 @@ def project_root() -> Path:
     env = os.environ.get("BINCOUNT_ROOT")
     if env:
         return Path(env).resolve()
-    here = Path(__file__).resolve().parents[2]  # src/bincount/config.py -> checkout
+    here = Path(__file__).resolve().parents[3]  # src/bincount/config/__init__.py -> checkout
     if (here / "conf").is_dir():
         return here
     cwd = Path.cwd().resolve()
@@ -43,30 +42,6 @@ def user_cache_dir() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "bincount"
-
-
-def instantiate(node, *args, **kwargs):
-    """hydra's instantiate, but a BincountError raised by the target comes out as itself
-    (hydra wraps it in an InstantiationException with a long prefix)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate as hydra_instantiate
-
-    try:
-        return hydra_instantiate(node, *args, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        while cause is not None and not isinstance(cause, BincountError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
-
-
-def instantiate_dict(node: DictConfig | None) -> list:
-    """Instantiate every `_target_` entry of a config dict (callbacks, loggers)."""
-    if not node:
-        return []
-    return [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
 
 
 def register_resolvers() -> None:

@@ -238,7 +238,9 @@ def test_fetch_killed_half_way_resumes_with_no_partial_file(
 
 def test_ctrl_c_stops_at_once_and_leaves_only_whole_files(abid, abid_bucket, fault_proxy, tmp_path):
     bucket, ids = abid_bucket
-    proxy = fault_proxy(delay=0.15)
+    # 0.4 s a request: 48 requests 4 at a time outlast a loaded machine's signal (at 0.15 s,
+    # with training beside it, the fetch once finished before the SIGINT arrived)
+    proxy = fault_proxy(delay=0.4)
     target = tmp_path / "out"
     env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url}
     proc = start_and_wait_for_images(fetch_command(bucket, ids, target, 4), env, target, 2)

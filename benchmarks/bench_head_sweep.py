@@ -123,11 +123,12 @@ def reference(dm, n_train: int, seed: int = 42) -> dict:
     from torch import nn
     from torch.utils.data import DataLoader
 
+    from bincount import preprocess
     from bincount.data import transforms
 
     torch.manual_seed(seed)
     backbone = timm.create_model("resnet50", pretrained=False, num_classes=0).eval()
-    pre = transforms.preprocess_spec(224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # no normalisation
+    pre = preprocess.spec(224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # no normalisation
     tf = transforms.build(pre, train=False)
 
     def feats(split: str, limit: int) -> tuple[torch.Tensor, torch.Tensor, float]:

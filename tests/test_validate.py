@@ -167,12 +167,12 @@ def test_every_numeric_and_enum_key_of_every_option_has_a_check():
 
 
 def test_validate_spells_the_models_and_datas_values():
-    from bincount.data import transforms
+    from bincount import preprocess
     from bincount.models import network
 
     assert set(validate.PRIORS) == set(network.PRIORS)
     assert set(validate.TTAS) == set(network.TTA_VIEWS)
-    assert set(validate.RESIZES) == set(transforms.RESIZES)
+    assert set(validate.RESIZES) == set(preprocess.RESIZES)
     from bincount.models import heads
 
     assert set(validate.HEADS) == set(heads.KINDS)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from bincount import preprocess
 from bincount.data import transforms
 
-SPEC = transforms.preprocess_spec(64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+SPEC = preprocess.spec(64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 def test_letterbox_pads_instead_of_cropping():
@@ -37,7 +38,7 @@ def test_draft_decoding_keeps_at_least_the_requested_size(abid):
 
 
 def test_rotate_adds_quarter_turns_to_the_flips():
-    pre = transforms.preprocess_spec(32, (0.5,) * 3, (0.5,) * 3)
+    pre = preprocess.spec(32, (0.5,) * 3, (0.5,) * 3)
     im = Image.new("RGB", (32, 32))
     im.putpixel((1, 0), (255, 255, 255))  # off the diagonal: each symmetry puts it elsewhere
 

@@ -7,6 +7,7 @@ import timm
 import torch
 from PIL import Image
 
+from bincount import preprocess
 from bincount.data import transforms
 from bincount.errors import BincountError
 from bincount.models import backbones
@@ -38,7 +39,7 @@ def test_offline_weights_recognise_a_cat(name):
     assert model.pretrained_cfg["input_size"] == (3, size, size)
     mean, std = backbones.normalization(model)
     assert mean == std == [0.5, 0.5, 0.5]
-    tf = transforms.build(transforms.preprocess_spec(size, mean, std))
+    tf = transforms.build(preprocess.spec(size, mean, std))
     x = tf(Image.fromarray(skimage_data.chelsea())).unsqueeze(0)
     with torch.no_grad():
         top = model(x).softmax(1)[0].topk(3)

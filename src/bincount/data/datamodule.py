@@ -224,7 +224,7 @@ class BinDataModule(pl.LightningDataModule):
                 self.preprocess["image_size"],
                 transforms.letterbox_fill(self.preprocess),
                 self.cache_dir,
-                resize=transforms.resize_mode(self.preprocess),
+                resize=preprocess.resize_mode(self.preprocess),
             )
             self.cache = resized.ResizedImages(path)
 

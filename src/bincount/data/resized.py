@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bincount import preprocess
 from bincount.data import transforms
 from bincount.errors import BincountError
 from bincount.fileio import atomic_write_json
@@ -127,7 +128,7 @@ def ensure(
     images: list[tuple[str, Path]], size: int, fill, cache_dir: Path, resize: str = "letterbox"
 ) -> Path:
     """The cache folder for these (id, path) images, built (or rebuilt, if a source changed)."""
-    transforms.check_resize(resize)
+    preprocess.check_resize(resize)
     images = [(i, Path(p)) for i, p in images]
     out = cache_dir_for(cache_dir, images, size, fill, resize)
     index = _read_index(out)

@@ -19,10 +19,7 @@ from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
 from bincount.errors import BincountError
-from bincount.preprocess import RESIZES, check_resize, resize_mode
-from bincount.preprocess import spec as preprocess_spec
-
-__all__ = ["RESIZES", "check_resize", "preprocess_spec", "resize_mode"]
+from bincount.preprocess import resize_mode
 
 
 #: the EXIF tag that says how the camera was held (1: upright; 2-8: flipped and/or turned)

@@ -15,6 +15,7 @@ is built.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import stat
@@ -417,6 +418,7 @@ def check_train_config(cfg: DictConfig) -> None:
     _check_counts(cfg)
     _check_split(cfg)
     _check_end(cfg)
+    _check_stages(cfg)
     _check_ckpt_path(cfg)
 
 
@@ -519,6 +521,27 @@ def _check_end(cfg: DictConfig) -> None:
             f"trainer.max_epochs={'null' if epochs is None else epochs} trains without end, "
             "but the learning-rate schedule is planned over the whole run: set a number of "
             "epochs (e.g. trainer.max_epochs=6), trainer.max_steps, or scheduler=none"
+        )
+
+
+def _check_stages(cfg: DictConfig) -> None:
+    """A data.progressive stage that starts at or after trainer.max_epochs never trains: said in
+    a warning (a short debug run, debug=limit, is meant; a 4-epoch run of best_single, whose
+    224 px stage starts at epoch 5, trains at 160 px only)."""
+    stages, epochs = _value(cfg, "data.progressive"), _value(cfg, "trainer.max_epochs")
+    if not isinstance(stages, ListConfig | list) or not isinstance(epochs, int) or epochs < 1:
+        return
+    late = [
+        s for s in stages if isinstance(s, ListConfig | list) and len(s) == 2 and s[0] >= epochs
+    ]
+    if late:
+        first, size = late[0]
+        logging.getLogger(__name__).warning(
+            f"data.progressive stage [{first}, {size}] starts at epoch {first} (from 0) but "
+            f"trainer.max_epochs={epochs}: this run never trains at {size} px (validation and "
+            f"answers are at data.image_size); to train at it, start the stage earlier (e.g. "
+            f"data.progressive=[[0,160],[{max(epochs - 1, 0)},{size}]]) or set "
+            "data.progressive=null"
         )
 
 

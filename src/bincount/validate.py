@@ -206,7 +206,8 @@ RULES: dict[str, Rule] = {
     "data.train_fraction": Rule(
         low=0, low_open=True, high=1, hint="a share in (0, 1], e.g. data.train_fraction=0.5"
     ),
-    "data.seed": Rule(whole=True, low=0, hint="a whole number >= 0, e.g. seed=42"),
+    "data.seed": Rule(whole=True, low=0, hint="a whole number >= 0, e.g. data.seed=42"),
+    "data.sample_seed": Rule(whole=True, low=0, hint="a whole number >= 0, e.g. seed=42"),
     "model.net.drop_rate": Rule(
         low=0, high=1, high_open=True, hint="a rate in [0, 1), e.g. model.net.drop_rate=0.2"
     ),

@@ -59,6 +59,21 @@ def test_every_original_and_a_fresh_half_of_the_copies_each_epoch(two_sources, t
     )
 
 
+def test_another_training_seed_draws_other_copies_on_the_same_split(two_sources, tmp_path):
+    """`seed=N` reaches data.sample_seed, not data.seed: runs of several seeds are scored on the
+    same validation and test photos (issue 26), each with its own draws of the copies."""
+    original, copies, _ = two_sources
+    a = module(tmp_path, original, copies, copies_per_epoch=0.5, sample_seed=7)
+    b = module(tmp_path, original, copies, copies_per_epoch=0.5, sample_seed=8)
+    for split in ("val", "test"):
+        assert a.datasets[split].paths == b.datasets[split].paths
+    draws_a = [list(a.train_dataloader().sampler) for _ in range(2)]
+    draws_b = [list(b.train_dataloader().sampler) for _ in range(2)]
+    assert draws_a != draws_b
+    other_split = module(tmp_path, original, copies, copies_per_epoch=0.5, seed=43)
+    assert other_split.datasets["test"].paths != a.datasets["test"].paths
+
+
 def test_balanced_draws_of_an_epoch_share(two_sources, tmp_path):
     original, copies, _ = two_sources
     dm = module(tmp_path, original, copies, copies_per_epoch=0.5, balanced=True)

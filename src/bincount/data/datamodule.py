@@ -125,6 +125,7 @@ class BinDataModule(pl.LightningDataModule):
         file_list: str | None = None,
         split: list[float] = (0.6, 0.2, 0.2),
         seed: int = 42,
+        sample_seed: int | None = None,
         image_size: int = 224,
         batch_size: int = 32,
         num_workers: int | None = None,
@@ -155,7 +156,10 @@ class BinDataModule(pl.LightningDataModule):
             raise BincountError("data.counts is empty: list the counts to train on, e.g. [1,2,3]")
         self.file_list = file_list
         self.split = tuple(float(f) for f in split)
+        # the split's seed (which photo is test) and the draws' seed (which copies an epoch
+        # reads, in what order): apart, so another training seed keeps the same split
         self.seed = seed
+        self.sample_seed = seed if sample_seed is None else int(sample_seed)
         self.batch_size = int(batch_size)  # >= 1: bincount.validate's rule, checked with the config
         self.num_workers = hardware.loader_workers() if num_workers is None else int(num_workers)
         self.jitter = jitter
@@ -333,7 +337,7 @@ class BinDataModule(pl.LightningDataModule):
         ds = self.datasets[split]
         per = [max(1, n) for n in self.class_counts(split)]
         weights = torch.tensor([1.0 / per[t] for t in ds.targets], dtype=torch.double)
-        gen = torch.Generator().manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.sample_seed)
         return WeightedRandomSampler(weights, len(ds), replacement=True, generator=gen)
 
     def _epoch_sample(self, split: str) -> sampling.EpochSample:
@@ -342,7 +346,7 @@ class BinDataModule(pl.LightningDataModule):
         ds = self.datasets[split]
         is_copy = [str(p.parent.parent) in copies for p in ds.paths]
         return sampling.EpochSample(
-            is_copy, self.copies_per_epoch, self.seed, ds.targets, self.balanced
+            is_copy, self.copies_per_epoch, self.sample_seed, ds.targets, self.balanced
         )
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

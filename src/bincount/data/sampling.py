@@ -4,7 +4,7 @@
 original photo plus a fresh random share of the copies (photos of `{path: ..., original: false}`
 sources), so an epoch costs less and every copy is still seen over the run; with `balanced`,
 that epoch's photos are drawn with replacement, every count equally often. Its own generator,
-seeded by `data.seed`, makes the draws the same from run to run.
+seeded by `data.sample_seed` (the training seed), makes the draws the same from run to run.
 
 `data.progressive: [[0, 160], [3, 224]]` trains epochs 0-2 at 160 px and from epoch 3 at 224 px
 (`size_at`): the batch, already made square at `data.image_size`, is resized down on its way

@@ -88,4 +88,6 @@ def test_experiments_select_their_runner(make_cfg):
         "uniform",
         8,
     )
+    # the last epoch's weights are kept (issue 26: selection on val acc chased noise)
+    assert best.callbacks.model_checkpoint.keep == "last"
     assert "ensemble" not in make_cfg() and "head_only" not in make_cfg("experiment=head_sweep")

@@ -81,6 +81,9 @@ def test_experiments_select_their_runner(make_cfg):
     ensemble = make_cfg("experiment=ensemble")
     assert ensemble.runner._target_ == "bincount.training.ensemble.run"
     assert set(ensemble.runner.members) == {"ordinal", "turns"}
+    # the second member trains another seed on the same split as the first
+    turns = make_cfg(*ensemble.runner.members.turns)
+    assert (turns.data.seed, turns.data.sample_seed) == (42, 7)
     best = make_cfg("experiment=best")  # best_single's training, answered with flip TTA
     assert best.runner._target_ == "bincount.training.fit.run"
     assert (best.model.net.tta, best.model.net.prior, best.trainer.max_epochs) == (

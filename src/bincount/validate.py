@@ -274,7 +274,7 @@ _MODES = Choice(("max", "min"), hint="max (accuracy-like) or min (a loss or an e
 # tests/test_validate.py checks they agree. The resizes are bincount.preprocess's own.
 HEADS = ("classify", "ordinal", "regress")
 TTAS = (False, True, "none", "flips", "dihedral")
-PRIORS = ("train", "uniform")
+PRIORS = ("train", "uniform", "balanced")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 PRECISIONS = (
     "auto",
@@ -310,7 +310,9 @@ CHOICES: dict[str, Choice] = {
         HEADS, hint="classify, ordinal or regress, e.g. model.net.head=classify"
     ),
     "model.net.tta": Choice(TTAS, nullable=True, hint="false, flips (4 views) or dihedral (8)"),
-    "model.net.prior": Choice(PRIORS, hint="train or uniform, e.g. model.net.prior=uniform"),
+    "model.net.prior": Choice(
+        PRIORS, hint="train, uniform or balanced, e.g. model.net.prior=uniform"
+    ),
     "trainer.accelerator": Choice(
         ACCELERATORS, hint="auto, cpu or gpu, e.g. trainer.accelerator=cpu"
     ),

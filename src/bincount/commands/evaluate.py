@@ -102,10 +102,11 @@ def register(subparsers) -> dict:
     )
     p.add_argument(
         "--prior",
-        choices=["train", "uniform"],
+        choices=["train", "uniform", "balanced"],
         help="the prior over counts to answer under (default: as the model was trained, "
         "model.net.prior): uniform divides the training split's count frequencies out (for a "
-        "balanced stream of bins), train keeps them",
+        "balanced stream of bins), balanced adds the per-count shift fitted on the run's "
+        "validation split (fitted now if the model has none), train keeps them",
     )
     p.add_argument("-o", "--output", help="folder for the results")
     return {"evaluate": p}

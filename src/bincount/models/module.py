@@ -108,15 +108,16 @@ class CountModule(pl.LightningModule):
             return
         if self._class_counts is None:
             raise BincountError(
-                "model.net.prior=uniform needs the training split's photos per count: fit with "
-                "bincount's data module (data=...), or set model.net.prior=train"
+                f"model.net.prior={self.net.prior} needs the training split's photos per count: "
+                "fit with bincount's data module (data=...), or set model.net.prior=train"
             )
         self.set_train_counts(self._class_counts("train"))
         photos = self.net.train_counts
         freq = [round(n / max(sum(photos), 1), 3) for n in photos]
         log.info(
-            "model.net.prior=uniform: the training split's count frequencies %s are divided out "
+            "model.net.prior=%s: the training split's count frequencies %s are divided out "
             "of every answer (counts %s)",
+            self.net.prior,
             freq,
             self.counts,
         )

@@ -21,8 +21,10 @@ from bincount.preprocess import AUX_TARGETS
 TTA_VIEWS = {False: 1, "none": 1, True: 4, "flips": 4, "dihedral": 8}
 # Which prior over the counts the probabilities assume (model.net.prior): `train`, the training
 # split's count frequencies (what training learns); `uniform`, every count equally likely (a
-# balanced stream of bins): those frequencies divided out of every answer.
-PRIORS = ("train", "uniform")
+# balanced stream of bins): those frequencies divided out of every answer; `balanced`, uniform
+# and then a per-count shift fitted on the validation split after training
+# (`bincount.models.shift`: the head's leaning towards the middle counts taken out).
+PRIORS = ("train", "uniform", "balanced")
 
 
 def _plain(value):
@@ -58,6 +60,7 @@ class CountNet(nn.Module):
         aux: bool = False,
         prior: str = "train",
         train_counts: list[int] | None = None,
+        val_shift: list[float] | None = None,
     ):
         # Every argument, as given (a checkpoint's hyper_parameters["net"]): nothing to list.
         config = {k: _plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
@@ -96,8 +99,22 @@ class CountNet(nn.Module):
         # Not in the state_dict (checkpoint keys stay net.* and head.*): rebuilt from the
         # training split's counts, which checkpoints keep in their hyper_parameters.
         self.register_buffer("log_prior_shift", torch.zeros(len(self.counts)), persistent=False)
+        self.register_buffer("log_val_shift", torch.zeros(len(self.counts)), persistent=False)
         self.train_counts: list[int] | None = None
         self.set_train_counts(train_counts)
+        self.val_shift: list[float] | None = None
+        self.set_val_shift(val_shift)
+
+    def set_val_shift(self, shift: list[float] | None) -> None:
+        """prior=balanced: the per-count shift fitted on validation (`bincount.models.shift`),
+        added after the training frequencies are divided out; kept in the net's record."""
+        if shift is not None:
+            shift = [float(x) for x in shift]
+            if len(shift) != len(self.counts):
+                raise BincountError(f"val_shift={shift}: need one number per count {self.counts}")
+        self.val_shift = shift
+        self.config["val_shift"] = shift
+        self.log_val_shift.copy_(torch.tensor(shift or [0.0] * len(self.counts)))
 
     def set_train_counts(self, train_counts: list[int] | None) -> None:
         """How many training photos each count has; with prior=uniform, their frequencies are
@@ -115,7 +132,7 @@ class CountNet(nn.Module):
             )
         self.train_counts = train_counts
         self.config["train_counts"] = train_counts
-        if self.prior == "uniform":
+        if self.prior in ("uniform", "balanced"):
             freq = torch.tensor(train_counts, dtype=torch.float64).clamp_min(1.0)
             shift = -(freq / freq.sum()).log()
             self.log_prior_shift.copy_((shift - shift.mean()).to(self.log_prior_shift))
@@ -127,7 +144,10 @@ class CountNet(nn.Module):
     def _under_prior(self, log_probs: torch.Tensor) -> torch.Tensor:
         if self.prior == "train":
             return log_probs
-        return (log_probs.float() + self.log_prior_shift).log_softmax(1)
+        shift = self.log_prior_shift
+        if self.prior == "balanced":
+            shift = shift + self.log_val_shift
+        return (log_probs.float() + shift).log_softmax(1)
 
     @classmethod
     def from_checkpoint(cls, hparams: dict, **overrides) -> CountNet:

@@ -152,22 +152,46 @@ def probabilities(module, paths: list[Path], batch_size: int = 32) -> torch.Tens
     return torch.cat(out) if out else torch.zeros(0, len(module.counts))
 
 
+def fit_val_shift(module, ckpt: Path, batch_size: int = 32) -> list[float]:
+    """prior=balanced: fit the per-count shift (`bincount.models.shift`) on the validation split
+    of the checkpoint's run, with the module's own preprocessing and TTA, and set it."""
+    from bincount.models import shift
+    from bincount.reports.evalset import split_items
+
+    index = {int(c): i for i, c in enumerate(module.counts)}
+    val = [(p, index[c]) for p, c in split_items(rundir.run_folder(ckpt), "val") if c in index]
+    module.set_val_shift(None)  # the probabilities under the uniform prior
+    probs = probabilities(module, [p for p, _ in val], batch_size)
+    fitted = shift.fit(probs.clamp_min(1e-7).log(), torch.tensor([t for _, t in val]))
+    module.set_val_shift(fitted)
+    log.info(
+        "model.net.prior=balanced: shift %s (counts %s) fitted on %d validation photos",
+        fitted,
+        list(module.counts),
+        len(val),
+    )
+    return fitted
+
+
 def set_prior(module, ckpt: Path, prior: str) -> None:
     """Make `module` answer under `prior` (model.net.prior): uniform divides the training split's
-    count frequencies out; a checkpoint from before model.net.prior gets them from its run."""
+    count frequencies out; a checkpoint from before model.net.prior gets them from its run;
+    balanced also fits the shift on its run's validation split when the checkpoint has none."""
     from bincount.models.network import PRIORS
 
     if prior not in PRIORS:
         raise BincountError(f"--prior {prior}: use one of {', '.join(PRIORS)}")
     module.prior = prior
     train_counts = module.train_counts
-    if prior == "uniform" and train_counts is None:
+    if prior != "train" and train_counts is None:
         from bincount.reports.evalset import split_items
 
         train = [c for _, c in split_items(rundir.run_folder(ckpt), "train")]
         train_counts = [train.count(c) for c in module.counts]
         log.info("%s: training photos per count %s (its run's train split)", ckpt, train_counts)
     module.set_train_counts(train_counts)
+    if prior == "balanced" and module.val_shift is None:
+        fit_val_shift(module, ckpt)
 
 
 def figures(

@@ -20,7 +20,7 @@ from bincount import hardware, rundir
 from bincount.callbacks.history import ValHistory
 from bincount.config.hydra import instantiate, instantiate_dict
 from bincount.errors import BincountError
-from bincount.training import identity, trackers
+from bincount.training import balance, identity, trackers
 
 log = logging.getLogger("bincount")
 
@@ -103,8 +103,11 @@ def run(cfg: DictConfig) -> float:
         "precision": str(trainer.precision),
         "epochs": trainer.current_epoch,
     }
+    ckpt = best_path if best_path and Path(best_path).exists() else None
+    shift = balance.balance(module, ckpt, write=trainer.is_global_zero)
+    if shift is not None:
+        results["val_shift"] = shift  # model.net.prior=balanced: fitted on validation
     if cfg.get("test", True):
-        ckpt = best_path if best_path and Path(best_path).exists() else None
         if ckpt is None:
             log.warning("no best checkpoint (fast_dev_run?): testing the final weights")
         # Lightning's weight averaging (callbacks=ema) would load the raw weights back from the

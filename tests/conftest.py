@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
-from runner import run_train
+from runner import run_small, run_train
 
 from bincount.config import config_dir, project_root
 
@@ -104,17 +104,7 @@ def make_cfg(tmp_path) -> Callable[..., DictConfig]:
 def trained_run(tiny_source, tmp_path_factory) -> Path:
     """A small real run (EfficientNet-Lite0, 96 px, 2 epochs on 40 images): its run folder,
     with config.yaml, checkpoints/best.ckpt, checkpoints/last.ckpt and metrics.json."""
-    base = tmp_path_factory.mktemp("trained")
-    run_dir = base / "run"
-    proc = run_train(
-        "experiment=smoke",
-        f"data.source={tiny_source}",
-        f"paths.data_dir={base / 'data'}",
-        f"hydra.run.dir={run_dir}",
-        "trainer.max_epochs=2",
-        "data.num_workers=0",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir, _ = run_small(tiny_source, tmp_path_factory.mktemp("trained"))
     return run_dir
 
 

@@ -25,9 +25,9 @@ def run_train(*overrides: str, cwd: Path | None = None, env: dict | None = None,
     )
 
 
-def run_tiny(source: Path, base: Path, *overrides: str):
-    """A tiny real run (experiment=smoke, no test split) of `source` in `base`/run, with
-    `overrides`; returns (run folder, CompletedProcess) after checking it succeeded."""
+def run_smoke(source: Path, base: Path, *overrides: str):
+    """A real run of experiment=smoke (EfficientNet-Lite0, 96 px) of `source` in `base`/run,
+    with `overrides`; returns (run folder, CompletedProcess) after checking it succeeded."""
     run = base / "run"
     proc = run_train(
         "experiment=smoke",
@@ -35,8 +35,20 @@ def run_tiny(source: Path, base: Path, *overrides: str):
         f"paths.data_dir={base / 'data'}",
         f"hydra.run.dir={run}",
         "data.num_workers=0",
-        "test=false",
         *overrides,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run, proc
+
+
+def run_tiny(source: Path, base: Path, *overrides: str):
+    """A tiny real run (experiment=smoke, no test split) of `source` in `base`/run, with
+    `overrides`; returns (run folder, CompletedProcess) after checking it succeeded."""
+    return run_smoke(source, base, "test=false", *overrides)
+
+
+def run_small(source: Path, base: Path, *overrides: str):
+    """A small real run (experiment=smoke, 2 epochs, with its test stage) of `source` in
+    `base`/run, with `overrides`; returns (run folder, CompletedProcess) after checking it
+    succeeded."""
+    return run_smoke(source, base, "trainer.max_epochs=2", *overrides)

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 import torch
-from runner import run_train
+from runner import run_small
 
 from bincount.cli import main
 from bincount.errors import BincountError
@@ -85,19 +85,12 @@ def test_the_shift_is_kept_in_the_checkpoint_and_added_after_the_uniform_prior(t
 @pytest.fixture(scope="module")
 def balanced_run(tiny_source, tmp_path_factory):
     """A small real run trained with model.net.prior=balanced (96 px, 2 epochs, test stage)."""
-    base = tmp_path_factory.mktemp("balanced")
-    run = base / "run"
-    proc = run_train(
-        "experiment=smoke",
-        f"data.source={tiny_source}",
-        f"paths.data_dir={base / 'data'}",
-        f"hydra.run.dir={run}",
-        "trainer.max_epochs=2",
-        "data.num_workers=0",
+    run, proc = run_small(
+        tiny_source,
+        tmp_path_factory.mktemp("balanced"),
         "model.net.head=ordinal",
         "model.net.prior=balanced",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     return run, proc.stdout + proc.stderr + (run / "train.log").read_text()
 
 

@@ -422,6 +422,7 @@ def check_train_config(cfg: DictConfig) -> None:
     _check_split(cfg)
     _check_end(cfg)
     _check_stages(cfg)
+    _check_balanced(cfg)
     _check_ckpt_path(cfg)
 
 
@@ -545,6 +546,19 @@ def _check_stages(cfg: DictConfig) -> None:
             f"answers are at data.image_size); to train at it, start the stage earlier (e.g. "
             f"data.progressive=[[0,160],[{max(epochs - 1, 0)},{size}]]) or set "
             "data.progressive=null"
+        )
+
+
+def _check_balanced(cfg: DictConfig) -> None:
+    """model.net.prior=balanced fits its shift on validation photos the model has not trained on;
+    with data.train_on=[train,val] it would fit on training photos (a shift of nothing)."""
+    train_on = _value(cfg, "data.train_on")
+    trains_on_val = isinstance(train_on, ListConfig | list) and "val" in train_on
+    if _value(cfg, "model.net.prior") == "balanced" and trains_on_val:
+        raise BincountError(
+            f"model.net.prior=balanced fits its per-count shift on the validation split, but "
+            f"data.train_on={_text(train_on)} trains on it: for a refit on train and val set "
+            "model.net.prior=uniform, or keep data.train_on=[train]"
         )
 
 

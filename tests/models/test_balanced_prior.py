@@ -10,7 +10,8 @@ import shutil
 
 import pytest
 import torch
-from runner import run_small
+from omegaconf import OmegaConf
+from runner import run_small, run_train
 
 from bincount.cli import main
 from bincount.errors import BincountError
@@ -134,3 +135,32 @@ def test_evaluate_fits_a_balanced_prior_for_a_run_trained_without(trained_run, t
     saved = json.loads((run / "eval" / "run-test-prior-balanced" / "metrics.json").read_text())
     assert saved["prior"] == "balanced" and saved["figures"] == balanced.figures
     capsys.readouterr()
+
+
+def test_a_balanced_prior_is_refused_where_the_validation_split_is_trained_on(
+    trained_run, tmp_path, capsys
+):
+    """data.train_on=[train,val] would fit the shift on training photos: refused before training,
+    and by evaluate --prior balanced for a run trained so, each in one line naming the fix."""
+    proc = run_train(
+        "model.net.prior=balanced",
+        "data.train_on=[train,val]",
+        f"hydra.run.dir={tmp_path / 'refit'}",
+        timeout=120,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "data.train_on=[train,val] trains on it" in lines[0]
+    assert "model.net.prior=uniform" in lines[0]
+    assert not (tmp_path / "refit" / "config.yaml").exists()
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    config = run / "config.yaml"
+    cfg = OmegaConf.load(config)
+    cfg.data.train_on = ["train", "val"]
+    OmegaConf.save(cfg, config)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test", "--prior", "balanced"]) == 2
+    err = capsys.readouterr().err
+    assert "trained on its validation split" in err and "--prior uniform" in err
+    assert not (run / "eval" / "run-test-prior-balanced").exists()

@@ -158,8 +158,15 @@ def fit_val_shift(module, ckpt: Path, batch_size: int = 32) -> list[float]:
     from bincount.models import shift
     from bincount.reports.evalset import split_items
 
+    run = rundir.run_folder(ckpt)
+    cfg = rundir.read_config(run)
+    if cfg is not None and "val" in cfg.get("data", {}).get("train_on", ()):
+        raise BincountError(
+            f"{run} trained on its validation split (data.train_on={list(cfg.data.train_on)}), "
+            "so the balanced prior's shift cannot be fitted on it: use --prior uniform"
+        )
     index = {int(c): i for i, c in enumerate(module.counts)}
-    val = [(p, index[c]) for p, c in split_items(rundir.run_folder(ckpt), "val") if c in index]
+    val = [(p, index[c]) for p, c in split_items(run, "val") if c in index]
     module.set_val_shift(None)  # the probabilities under the uniform prior
     probs = probabilities(module, [p for p, _ in val], batch_size)
     fitted = shift.fit(probs.clamp_min(1e-7).log(), torch.tensor([t for _, t in val]))

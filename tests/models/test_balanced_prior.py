@@ -162,5 +162,6 @@ def test_a_balanced_prior_is_refused_where_the_validation_split_is_trained_on(
     capsys.readouterr()
     assert main(["evaluate", str(run), "--split", "test", "--prior", "balanced"]) == 2
     err = capsys.readouterr().err
-    assert "trained on its validation split" in err and "--prior uniform" in err
+    assert "trained on its validation split (data.train_on=[train,val])" in err
+    assert "--prior uniform" in err
     assert not (run / "eval" / "run-test-prior-balanced").exists()

@@ -400,7 +400,7 @@ def check_setting(key: str, value, name: str | None = None, hint: str | None = N
     if problem is not None:
         said = hint or rule.hint
         raise BincountError(
-            f"{name or key}={_text(value)} {problem}" + (f": set {said}" if said else "")
+            f"{name or key}={config_text(value)} {problem}" + (f": set {said}" if said else "")
         )
 
 
@@ -429,7 +429,7 @@ def check_train_config(cfg: DictConfig) -> None:
 def _moved(key: str, value) -> BincountError:
     return BincountError(
         f"model.{key} is a setting of the network now: set model.net.{key} instead "
-        f"(e.g. model.net.{key}={_text(value)})"
+        f"(e.g. model.net.{key}={config_text(value)})"
     )
 
 
@@ -474,14 +474,15 @@ def _check_counts(cfg: DictConfig) -> None:
         return
     fix = "list the counts to learn, e.g. data.counts=[1,2,3,4,5]"
     if not isinstance(counts, ListConfig | list) or not len(counts):
-        raise BincountError(f"data.counts={_text(counts)} is empty or not a list: {fix}")
+        raise BincountError(f"data.counts={config_text(counts)} is empty or not a list: {fix}")
     bad = [c for c in counts if isinstance(c, bool) or not isinstance(c, int) or c < 0]
     if bad:
         raise BincountError(
-            f"data.counts={_text(counts)} holds {_text(bad[0])}, not a whole number >= 0: {fix}"
+            f"data.counts={config_text(counts)} holds {config_text(bad[0])}, "
+            f"not a whole number >= 0: {fix}"
         )
     if len(set(counts)) != len(counts):
-        raise BincountError(f"data.counts={_text(counts)} names a count twice: {fix}")
+        raise BincountError(f"data.counts={config_text(counts)} names a count twice: {fix}")
 
 
 def _check_split(cfg: DictConfig) -> None:
@@ -495,21 +496,25 @@ def _check_split(cfg: DictConfig) -> None:
         and all(isinstance(x, int | float) and not isinstance(x, bool) for x in split)
     )
     if not numbers or not all(math.isfinite(x) and x >= 0 for x in split):
-        raise BincountError(f"data.split={_text(split)} is not {fix}")
+        raise BincountError(f"data.split={config_text(split)} is not {fix}")
     if abs(sum(split) - 1) > 1e-6:
-        raise BincountError(f"data.split={_text(split)} adds up to {sum(split):g}, not 1: {fix}")
+        raise BincountError(
+            f"data.split={config_text(split)} adds up to {sum(split):g}, not 1: {fix}"
+        )
     if split[0] <= 0:
-        raise BincountError(f"data.split={_text(split)} leaves no training split: {fix}")
+        raise BincountError(f"data.split={config_text(split)} leaves no training split: {fix}")
     if split[1] <= 0:
         metric = _value(cfg, "optimized_metric")
         raise BincountError(
-            f"data.split={_text(split)} leaves no validation split, which the best checkpoint "
+            f"data.split={config_text(split)} leaves no validation split, "
+            "which the best checkpoint "
             f"and optimized_metric={metric} are measured on: give it a share, e.g. "
             "data.split=[0.6,0.2,0.2]"
         )
     if split[2] <= 0 and _value(cfg, "test") is True:
         raise BincountError(
-            f"data.split={_text(split)} leaves no test split, and test=true tests on it: give "
+            f"data.split={config_text(split)} leaves no test split, "
+            "and test=true tests on it: give "
             "it a share (e.g. data.split=[0.6,0.2,0.2]) or set test=false"
         )
 
@@ -557,7 +562,7 @@ def _check_balanced(cfg: DictConfig) -> None:
     if _value(cfg, "model.net.prior") == "balanced" and trains_on_val:
         raise BincountError(
             f"model.net.prior=balanced fits its per-count shift on the validation split, but "
-            f"data.train_on={_text(train_on)} trains on it: for a refit on train and val set "
+            f"data.train_on={config_text(train_on)} trains on it: for a refit on train and val set "
             "model.net.prior=uniform, or keep data.train_on=[train]"
         )
 
@@ -573,7 +578,7 @@ def _check_ckpt_path(cfg: DictConfig) -> None:
         "ckpt_path=outputs/<run>/checkpoints/last.ckpt, or ckpt_path=null to start afresh"
     )
     if not isinstance(path, str) or not path.strip():
-        raise BincountError(f"ckpt_path={_text(path)} is not a path: {fix}")
+        raise BincountError(f"ckpt_path={config_text(path)} is not a path: {fix}")
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -593,11 +598,12 @@ def _check_ckpt_path(cfg: DictConfig) -> None:
         )
 
 
-def _text(value) -> str:
+def config_text(value) -> str:
+    """A config value as a Hydra override spells it: [train,val], true, null."""
     if isinstance(value, ListConfig | DictConfig):
         value = OmegaConf.to_container(value)
     if isinstance(value, list):
-        return "[" + ",".join(_text(v) for v in value) + "]"
+        return "[" + ",".join(config_text(v) for v in value) + "]"
     if isinstance(value, bool) or value is None:
         return "null" if value is None else str(value).lower()
     return str(value)

@@ -163,7 +163,7 @@ def fit_val_shift(module, ckpt: Path, batch_size: int = 32) -> list[float]:
     if cfg is not None and "val" in cfg.get("data", {}).get("train_on", ()):
         raise BincountError(
             f"{run} trained on its validation split "
-            f"(data.train_on=[{','.join(cfg.data.train_on)}]), "
+            f"(data.train_on={validate.config_text(cfg.data.train_on)}), "
             "so the balanced prior's shift cannot be fitted on it: use --prior uniform"
         )
     index = {int(c): i for i, c in enumerate(module.counts)}

@@ -220,6 +220,9 @@ RULES: dict[str, Rule] = {
     "model.label_smoothing": Rule(
         low=0, high=1, high_open=True, hint="a share in [0, 1), e.g. 0.1"
     ),
+    "model.frozen_stages": Rule(
+        whole=True, low=0, hint="0 or more stages, e.g. model.frozen_stages=2 (0: off)"
+    ),
     "model.backbone_lr_mult": Rule(
         low=0, hint="a multiplier >= 0, e.g. model.backbone_lr_mult=0.1"
     ),

@@ -234,3 +234,28 @@ def normalization(model: nn.Module) -> tuple[list[float], list[float]]:
     """Mean and std of the backbone's own pretrained data config."""
     cfg = timm.data.resolve_data_config(model=model)
     return list(cfg["mean"]), list(cfg["std"])
+
+
+def early_parameters(model: nn.Module, stages: int) -> list[nn.Parameter]:
+    """The parameters of a timm model's stem and its first `stages` stages, in the order of
+    its coarse `group_matcher` (group 0 the stem, then one group a stage, the last the head's
+    side): what `model.frozen_stages` freezes. On a CPU their backward pass at the highest
+    resolutions is most of a step's cost (docs/training.md)."""
+    from timm.models import group_parameters
+
+    try:
+        groups = group_parameters(model, model.group_matcher(coarse=True))
+    except (AttributeError, NotImplementedError):
+        raise BincountError(
+            f"model.frozen_stages: {type(model).__name__} does not say which of its layers "
+            "are the stem and the stages (timm's group_matcher): set model.frozen_stages=0"
+        ) from None
+    order = sorted(groups)
+    if stages >= len(order) - 1:
+        raise BincountError(
+            f"model.frozen_stages={stages} leaves nothing but the head to train: this "
+            f"backbone has a stem and {len(order) - 2} stages before its last group; "
+            f"use 0 to {len(order) - 2}"
+        )
+    names = {name for key in order[: stages + 1] for name in groups[key]}
+    return [p for name, p in model.named_parameters() if name in names]

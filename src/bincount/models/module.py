@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bincount.errors import BincountError
-from bincount.models import lr_scaling
+from bincount.models import backbones, lr_scaling
 from bincount.models.metrics import CountMetrics
 from bincount.models.network import CountNet
 
@@ -51,6 +51,7 @@ class CountModule(pl.LightningModule):
         self,
         net: CountNet,
         freeze_backbone: bool = False,
+        frozen_stages: int = 0,
         backbone_lr_mult: float = 1.0,
         label_smoothing: float = 0.0,
         layer_decay: float | None = None,
@@ -82,6 +83,11 @@ class CountModule(pl.LightningModule):
         self._class_counts: Callable[[str], list[int]] | None = None
         if freeze_backbone:
             for p in self.backbone_parameters():
+                p.requires_grad_(False)
+        if frozen_stages:
+            # the stem and the first stages keep their pretrained weights (their batch-norm
+            # statistics still follow the data): no backward pass through them
+            for p in backbones.early_parameters(self.net.net, int(frozen_stages)):
                 p.requires_grad_(False)
 
     @property

@@ -8,7 +8,8 @@ split (the resized cache), all in memory. Each step is the module's `training_st
 and an AdamW step.
 
 Settings (one warm-up step, then --steps steps each, on the same batch; ratio to the default):
-contiguous tensors vs channels_last (the default) and fused AdamW; with --bf16 bf16 autocast
+contiguous tensors vs channels_last (the default), fused AdamW and `model.frozen_stages=2`
+(the stem and the first two stages frozen: no backward pass through them); with --bf16 bf16 autocast
 and with --compile `torch.compile` (its compile time apart): both off by default, they take
 minutes here (no bf16 instructions on this CPU; compiling takes ~3 minutes on 2 cores).
 
@@ -46,7 +47,9 @@ def batches(n: int, batch_size: int = 32) -> list:
     raise SystemExit(f"only {len(out)} batches in the training split")
 
 
-def new_module(channels_last: bool = True, fused: bool = False, scheduler=None):
+def new_module(
+    channels_last: bool = True, fused: bool = False, scheduler=None, frozen_stages: int = 0
+):
     import functools
 
     import torch
@@ -62,6 +65,7 @@ def new_module(channels_last: bool = True, fused: bool = False, scheduler=None):
         optimizer=optimizer,
         scheduler=scheduler,
         label_smoothing=0.1,
+        frozen_stages=frozen_stages,
     )
 
 
@@ -98,6 +102,7 @@ def settings_rows(batch, steps: int, compile_: bool, bf16: bool) -> tuple[list[d
     measure("channels_last, fp32 (default)", new_module())
     measure("contiguous, fp32", new_module(channels_last=False))
     measure("channels_last, fused AdamW", new_module(fused=True))
+    measure("channels_last, model.frozen_stages=2", new_module(frozen_stages=2))
     if bf16:
         measure("channels_last, bf16 autocast", new_module(), autocast=True)
     if compile_:

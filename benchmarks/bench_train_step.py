@@ -9,9 +9,10 @@ and an AdamW step.
 
 Settings (one warm-up step, then --steps steps each, on the same batch; ratio to the default):
 contiguous tensors vs channels_last (the default), fused AdamW and `model.frozen_stages=2`
-(the stem and the first two stages frozen: no backward pass through them); with --bf16 bf16 autocast
-and with --compile `torch.compile` (its compile time apart): both off by default, they take
-minutes here (no bf16 instructions on this CPU; compiling takes ~3 minutes on 2 cores).
+(the stem and the first two stages frozen: no backward pass through them); with --bf16 bf16
+autocast and with --compile `torch.compile` (its compile time apart): both off by default,
+they take minutes here (no bf16 instructions on this CPU; compiling takes ~3 minutes on 2
+cores).
 
 Threads (each in its own process: OpenMP reads them at start): 2 threads with
 OMP_WAIT_POLICY=PASSIVE (what `import bincount` sets), with ACTIVE (OpenMP's default), and

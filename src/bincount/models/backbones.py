@@ -239,8 +239,9 @@ def normalization(model: nn.Module) -> tuple[list[float], list[float]]:
 def early_parameters(model: nn.Module, stages: int) -> list[nn.Parameter]:
     """The parameters of a timm model's stem and its first `stages` stages, in the order of
     its coarse `group_matcher` (group 0 the stem, then one group a stage, the last the head's
-    side): what `model.frozen_stages` freezes. On a CPU their backward pass at the highest
-    resolutions is most of a step's cost (docs/training.md)."""
+    side): what `model.frozen_stages` freezes. They run at the highest resolutions: on 2 CPU
+    cores, skipping their backward pass saved 42% of a step of Lite0 at 224 px with two
+    stages (docs/training.md)."""
     from timm.models import group_parameters
 
     try:

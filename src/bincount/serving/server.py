@@ -143,17 +143,19 @@ class _ErrorTask(ErrorTask):
         else:
             message = f"{e.reason}: {e.body}"
         body = json.dumps({"error": message}).encode()
-        self.status = f"{e.code} {e.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.write(body)
+        # The access line first, as the app's (written before its answer leaves): once the
+        # client has the answer it may send its next request, whose line must come after.
         try:
             method, target = request_line(self.request)
             ms = (time.monotonic() - getattr(self.request, "started", time.monotonic())) * 1000
             accesslog.access(method, target, e.code, len(body), ms, error=message)
         except Exception:  # a log line never takes an answer (or the server) down
             log.exception("could not log the %s answer", e.code)
+        self.status = f"{e.code} {e.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
 
 
 class _Channel(HTTPChannel):
